@@ -1,0 +1,304 @@
+"""DockerContainer: a dynamic resource for one long-lived container on a Docker host.
+
+Create is transactional (create stopped, copy ``uploads`` in, start; any failure removes
+the container) and safe to repeat (a leftover container of the same name that this program
+created is replaced; someone else's is an error). Every settings change replaces the
+container (delete first: names are unique per host). ``read`` reports drift: a container
+that is gone drops out of state, a stopped one shows ``state`` != running and is replaced by
+the next ``pulumi up``. Delete stops with the grace period, then removes.
+"""
+
+from __future__ import annotations
+
+import io
+import posixpath
+import tarfile
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, NotRequired, TypedDict
+
+import pulumi
+from pulumi.dynamic import (
+    CheckFailure,
+    CheckResult,
+    CreateResult,
+    DiffResult,
+    ReadResult,
+    Resource,
+    ResourceProvider,
+    UpdateResult,
+)
+
+from ._common import changed, host_desc, is_unknown, plain
+from ._connection import client_from_props, host_props, validate_host_spec
+
+MANAGED_LABEL = "ghr.managed-by"
+MANAGED_VALUE = "pulumi"
+RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
+MOUNT_TYPES = ("bind", "volume", "tmpfs")
+_REPLACE_KEYS = (
+    "docker_host", "name", "image", "command", "entrypoint", "env", "mounts", "network_mode",
+    "restart_policy", "labels", "uploads", "stop_timeout", "user", "extra_hosts", "group_add",
+)
+_STOPPED_STATES = ("exited", "dead", "created")
+
+
+class ContainerStartError(RuntimeError):
+    """The container could not be created or started (the message says why)."""
+
+
+class Upload(TypedDict):
+    """A file written into the container before it starts."""
+
+    path: str  # absolute path inside the container
+    content: pulumi.Input[str]  # usually a secret
+    mode: NotRequired[int]  # default 0o400
+    uid: NotRequired[int]
+    gid: NotRequired[int]
+
+
+class Mount(TypedDict):
+    type: str  # bind | volume | tmpfs
+    source: NotRequired[str]
+    target: str
+    read_only: NotRequired[bool]
+
+
+def _uploads_tar(uploads: Sequence[Mapping[str, Any]]) -> bytes:
+    buf = io.BytesIO()
+    now = int(time.time())
+    with tarfile.open(mode="w", fileobj=buf) as tar:
+        for up in uploads:
+            data = str(up["content"]).encode()
+            info = tarfile.TarInfo(posixpath.normpath(up["path"]).lstrip("/"))
+            info.size = len(data)
+            info.mode = int(up.get("mode", 0o400))
+            info.uid = int(up.get("uid", 0))
+            info.gid = int(up.get("gid", 0))
+            info.mtime = now
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _mounts(specs: Sequence[Mapping[str, Any]]) -> list[Any]:
+    from docker.types import Mount as DockerMount
+
+    out = []
+    for m in specs:
+        kind = m.get("type", "bind")
+        out.append(DockerMount(
+            target=m["target"],
+            source=m.get("source") if kind != "tmpfs" else None,
+            type=kind,
+            read_only=bool(m.get("read_only", False)),
+        ))
+    return out
+
+
+def _check_props(news: Mapping[str, Any]) -> list[CheckFailure]:
+    failures: list[CheckFailure] = []
+
+    def fail(prop: str, reason: str) -> None:
+        failures.append(CheckFailure(prop, reason))
+
+    if not is_unknown(news.get("name")) and (not isinstance(news.get("name"), str) or not news.get("name")):
+        fail("name", "a container name is required")
+    if not news.get("image"):
+        fail("image", "an image (tag or id) is required")
+    cmd = news.get("command")
+    if cmd is not None and not is_unknown(cmd) and not isinstance(cmd, (str, list)):
+        fail("command", "command must be a string or a list of strings")
+    rp = news.get("restart_policy") or "no"
+    if rp not in RESTART_POLICIES:
+        fail("restart_policy", f"restart policy {rp!r} is not one of {', '.join(RESTART_POLICIES)}")
+    for i, m in enumerate(news.get("mounts") or []):
+        if is_unknown(m):
+            continue
+        if m.get("type", "bind") not in MOUNT_TYPES:
+            fail(f"mounts[{i}].type", f"mount type {m.get('type')!r} is not one of {', '.join(MOUNT_TYPES)}")
+        if not str(m.get("target", "")).startswith("/"):
+            fail(f"mounts[{i}].target", "a mount target must be an absolute path in the container")
+        if m.get("type", "bind") != "tmpfs" and not m.get("source"):
+            fail(f"mounts[{i}].source", "bind and volume mounts need a source")
+    for i, up in enumerate(news.get("uploads") or []):
+        if is_unknown(up):
+            continue
+        if not str(up.get("path", "")).startswith("/"):
+            fail(f"uploads[{i}].path", "an upload path must be an absolute path in the container")
+    st = news.get("stop_timeout")
+    if st is not None and not is_unknown(st) and (not isinstance(st, (int, float)) or st < 0):
+        fail("stop_timeout", "stop_timeout must be a number of seconds >= 0")
+    if not is_unknown(news.get("docker_host")):
+        for problem in validate_host_spec(news.get("docker_host"), news.get("ssh_options"), news.get("tls")):
+            fail("docker_host", problem)
+    return failures
+
+
+class DockerContainerProvider(ResourceProvider):
+    """CRUD for one container on one host. Stateless: clients are built inside each method."""
+
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        return CheckResult(news, _check_props(news))
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        replaces = changed(olds, news, _REPLACE_KEYS)
+        if olds.get("state") in _STOPPED_STATES:
+            replaces.append("state")
+        updates = changed(olds, news, ("ssh_options", "tls"))
+        return DiffResult(changes=bool(replaces or updates), replaces=replaces, delete_before_replace=True)
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        import docker.errors
+
+        labels = {**(props.get("labels") or {}), MANAGED_LABEL: MANAGED_VALUE}
+        name = props["name"]
+        command = props.get("command")
+        with client_from_props(props) as client:
+            try:
+                old = client.containers.get(name)
+            except docker.errors.NotFound:
+                old = None
+            if old is not None:
+                if (old.labels or {}).get(MANAGED_LABEL) != MANAGED_VALUE:
+                    raise ContainerStartError(
+                        f"a container named {name!r} already exists on {host_desc(props)} and was not created "
+                        f"by this program; remove it (docker rm -f {name}) or choose another name"
+                    )
+                old.remove(force=True)  # a leftover of an interrupted create: safe to repeat
+            container = client.containers.create(
+                image=props["image"],
+                name=name,
+                command=command,
+                entrypoint=props.get("entrypoint") or None,
+                environment=dict(props.get("env") or {}),
+                mounts=_mounts(props.get("mounts") or []),
+                network_mode=props.get("network_mode") or None,
+                restart_policy={"Name": props.get("restart_policy") or "no"},
+                labels=labels,
+                stop_signal="SIGTERM",
+                user=props.get("user") or None,
+                extra_hosts=dict(props.get("extra_hosts") or {}) or None,
+                group_add=list(props.get("group_add") or []) or None,
+            )
+            try:
+                uploads = props.get("uploads") or []
+                if uploads and not container.put_archive("/", _uploads_tar(uploads)):
+                    raise ContainerStartError(f"could not copy files into container {name!r}")
+                container.start()
+                container.reload()
+                if container.status in ("exited", "dead"):
+                    logs = container.logs(tail=30).decode(errors="replace")
+                    code = container.attrs.get("State", {}).get("ExitCode")
+                    raise ContainerStartError(
+                        f"container {name!r} on {host_desc(props)} exited at start (code {code}):\n{logs}"
+                    )
+            except BaseException:
+                try:
+                    container.remove(force=True)
+                except docker.errors.APIError:
+                    pass
+                raise
+            outs = dict(props)
+            outs.update(container_id=container.id, state=container.status or "running")
+            return CreateResult(id_=container.id, outs=outs)
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        outs = dict(news)
+        outs.update(container_id=olds.get("container_id"), state=olds.get("state"))
+        return UpdateResult(outs=outs)
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        import docker.errors
+
+        try:
+            with client_from_props(props, timeout=30) as client:
+                c = client.containers.get(id_)
+        except docker.errors.NotFound:
+            return ReadResult(id_=None, outs={})  # gone: refresh drops it, the next up recreates it
+        outs = dict(props)
+        outs.update(container_id=c.id, state=c.status)
+        return ReadResult(id_=id_, outs=outs)
+
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
+        import docker.errors
+
+        timeout = int(props.get("stop_timeout") or 10)
+        with client_from_props(props, timeout=timeout + 60) as client:
+            try:
+                c = client.containers.get(id_)
+            except docker.errors.NotFound:
+                return
+            try:
+                if c.status in ("running", "restarting", "paused"):
+                    c.stop(timeout=timeout)
+                c.remove(force=True)
+            except docker.errors.NotFound:
+                return
+
+
+class DockerContainerArgs(TypedDict):
+    """Inputs of a DockerContainer."""
+
+    name: pulumi.Input[str]
+    image: pulumi.Input[str]
+    command: NotRequired[pulumi.Input[Sequence[str] | str]]
+    entrypoint: NotRequired[pulumi.Input[Sequence[str]]]
+    host: NotRequired[Any]  # URL string or HostConnection dict
+    env: NotRequired[pulumi.Input[Mapping[str, pulumi.Input[str]]]]
+    mounts: NotRequired[Sequence[Mount]]
+    network_mode: NotRequired[str]
+    restart_policy: NotRequired[str]
+    labels: NotRequired[pulumi.Input[Mapping[str, pulumi.Input[str]]]]
+    uploads: NotRequired[pulumi.Input[Sequence[Upload]]]
+    stop_timeout: NotRequired[int]
+    user: NotRequired[str]
+    extra_hosts: NotRequired[Mapping[str, str]]
+    group_add: NotRequired[Sequence[str]]
+
+
+class DockerContainer(Resource, module="docker", name="Container"):
+    """A container on a Docker host, created from an image, started, and watched for drift."""
+
+    container_id: pulumi.Output[str]
+    state: pulumi.Output[str]
+    name: pulumi.Output[str]
+    docker_host: pulumi.Output[str]
+
+    def __init__(
+        self,
+        resource_name: str,
+        args: DockerContainerArgs | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+        **kwargs: Any,
+    ) -> None:
+        a: dict[str, Any] = dict(args or {})
+        a.update(kwargs)
+        props: dict[str, Any] = {
+            **host_props(a.get("host")),
+            "name": a.get("name") or resource_name,
+            "image": a["image"],
+            "command": a.get("command"),
+            "entrypoint": a.get("entrypoint"),
+            "env": a.get("env") or {},
+            "mounts": plain(a.get("mounts") or []),
+            "network_mode": a.get("network_mode"),
+            "restart_policy": a.get("restart_policy") or "no",
+            "labels": a.get("labels") or {},
+            "uploads": a.get("uploads") or [],
+            "stop_timeout": a.get("stop_timeout", 10),
+            "user": a.get("user"),
+            "extra_hosts": a.get("extra_hosts") or {},
+            "group_add": a.get("group_add") or [],
+            "container_id": None,
+            "state": None,
+        }
+        opts = pulumi.ResourceOptions.merge(
+            opts, pulumi.ResourceOptions(additional_secret_outputs=["tls", "uploads"])
+        )
+        super().__init__(DockerContainerProvider(), resource_name, props, opts)
+
+
+__all__ = [
+    "ContainerStartError", "DockerContainer", "DockerContainerArgs", "DockerContainerProvider",
+    "MANAGED_LABEL", "Mount", "Upload",
+]
