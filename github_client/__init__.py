@@ -1,0 +1,82 @@
+"""The one GitHub REST client of this project: self-hosted runners for a repo, org or enterprise.
+
+    from github_client import GitHubClient, PatAuth, parse_scope
+
+    client = GitHubClient(parse_scope("https://github.com/acme"), PatAuth(token))
+    jit = client.generate_jitconfig("pool-1-abc123", ["self-hosted", "linux"])
+
+Every error is a :class:`GitHubError` subclass whose message says what to do; no
+message, log line or ``repr`` carries a secret. Use :func:`redact` (or attach
+:class:`RedactingFilter` to a log handler) for your own output.
+"""
+
+from ._auth import JWT_BACKDATE, JWT_LIFETIME, AppAuth, PatAuth
+from ._client import DEFAULT_GROUP, MAX_PAGES, PER_PAGE, TRANSIENT_ERRORS, GitHubClient
+from ._errors import (
+    BadCredentials,
+    Conflict,
+    GitHubError,
+    GitHubUnavailable,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    ServerError,
+    Unprocessable,
+)
+from ._http import API_VERSION, DEFAULT_USER_AGENT
+from ._models import (
+    Access,
+    JitConfig,
+    RequestEvent,
+    Runner,
+    RunnerDeprecation,
+    RunnerDownload,
+    RunnerGroup,
+    Token,
+)
+from ._redact import REDACTED, RedactingFilter, redact, register_secret
+from ._scope import Scope, ScopeKind, parse_scope
+from ._validate import MAX_LABEL_LENGTH, MAX_LABELS, MAX_RUNNER_NAME_LENGTH
+
+__all__ = [
+    "API_VERSION",
+    "DEFAULT_GROUP",
+    "DEFAULT_USER_AGENT",
+    "JWT_BACKDATE",
+    "JWT_LIFETIME",
+    "MAX_LABELS",
+    "MAX_LABEL_LENGTH",
+    "MAX_PAGES",
+    "MAX_RUNNER_NAME_LENGTH",
+    "PER_PAGE",
+    "REDACTED",
+    "TRANSIENT_ERRORS",
+    "Access",
+    "AppAuth",
+    "BadCredentials",
+    "Conflict",
+    "GitHubClient",
+    "GitHubError",
+    "GitHubUnavailable",
+    "InvalidInput",
+    "JitConfig",
+    "NotFound",
+    "PatAuth",
+    "PermissionDenied",
+    "RateLimited",
+    "RedactingFilter",
+    "RequestEvent",
+    "Runner",
+    "RunnerDeprecation",
+    "RunnerDownload",
+    "RunnerGroup",
+    "Scope",
+    "ScopeKind",
+    "ServerError",
+    "Token",
+    "Unprocessable",
+    "parse_scope",
+    "redact",
+    "register_secret",
+]
