@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# `make setup`: everything the demo and the tests need, idempotent and cached. Each long step
+# prints its elapsed time; a failure names the step and the fix.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(dirname "$here")
+. "$here/lib.sh"
+t0=$(date +%s)
+export DEBIAN_FRONTEND=noninteractive
+
+# 1. OS packages the scripts use (Debian names). Only what is missing is installed.
+need=()
+command -v debootstrap >/dev/null || need+=(debootstrap)
+command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || need+=(openssh-server)
+command -v ip >/dev/null || need+=(iproute2)
+command -v openssl >/dev/null || need+=(openssl)
+command -v go >/dev/null || need+=(golang-go)
+command -v npm >/dev/null || need+=(npm)
+python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
+if [ ${#need[@]} -gt 0 ]; then
+  [ "$(id -u)" = 0 ] || die "install ${need[*]}" "run 'sudo apt-get install ${need[*]}' and rerun"
+  step "apt-get install ${need[*]}"
+  apt-get update -q >/dev/null || die "apt-get update" "check that Debian's package mirror is reachable"
+  apt-get install -y -q "${need[@]}" >/dev/null || die "apt-get install ${need[*]}" "install them yourself and rerun"
+  done_step
+fi
+
+# 2. Virtualenv with the pinned requirements; a stamp of their hash skips a repeat install.
+venv=$root/.venv
+stamp=$venv/.ghr-requirements.sha256
+want=$(cat "$root/requirements.txt" "$root/requirements-dev.txt" | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  step "virtualenv .venv with requirements-dev.txt"
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv" || die "create .venv" "install python3-venv (Debian) and rerun"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r "$root/requirements-dev.txt" ||
+    die "pip install -r requirements-dev.txt" "check that PyPI is reachable (PIP_INDEX_URL for a mirror)"
+  echo "$want" >"$stamp"
+  done_step
+else
+  log "virtualenv .venv up to date"
+fi
+
+# 3. Pulumi CLI + language host (built once, then cached).
+"$here/pulumi.sh" >/dev/null
+
+# 4. Docker engine, and the local base image for builds where no registry is reachable.
+"$here/docker.sh"
+"$here/base-image.sh"
+
+# 5. GitHub's OpenAPI description, for the conformance tests.
+if [ -x "$root/tests/conformance/fetch_openapi.sh" ]; then
+  "$root/tests/conformance/fetch_openapi.sh" >/dev/null
+fi
+
+log "setup complete in $(( $(date +%s) - t0 ))s"
