@@ -1,0 +1,124 @@
+"""Pure translation from a pool spec to Docker SDK arguments, and the JIT handoff archive."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import time
+from typing import Any
+
+from docker.types import DeviceRequest, Mount
+
+from .spec import GpuSpec, PoolSpec
+
+JIT_DIR = "/run/ghr"
+JIT_FILE = "jitconfig"
+RUNNER_UID = 1001
+RUNNER_GID = 1001
+
+ROLE = "ghr.role"
+POOL = "ghr.pool"
+STACK = "ghr.stack"
+HOST = "ghr.host"
+SLOT = "ghr.slot"
+RUNNER_ID = "ghr.runner-id"
+RUNNER_NAME = "ghr.runner-name"
+
+
+def pool_labels(spec: PoolSpec) -> dict[str, str]:
+    """The labels that identify this pool's runner containers on a host."""
+    return {ROLE: "runner", POOL: spec.pool, STACK: spec.stack, HOST: spec.host}
+
+
+def pool_label_filter(spec: PoolSpec) -> list[str]:
+    return [f"{k}={v}" for k, v in pool_labels(spec).items()]
+
+
+def device_requests(gpus: GpuSpec | None) -> list[DeviceRequest]:
+    """`all` -> count -1; `{"count": N}` -> count N; `{"device_ids": [...]}` -> those ids."""
+    if gpus is None:
+        return []
+    if gpus.kind == "all":
+        return [DeviceRequest(count=-1, capabilities=[["gpu"]])]
+    if gpus.kind == "count":
+        return [DeviceRequest(count=gpus.count, capabilities=[["gpu"]])]
+    return [DeviceRequest(device_ids=list(gpus.device_ids), capabilities=[["gpu"]])]
+
+
+def cache_volume_labels(spec: PoolSpec) -> dict[str, str]:
+    return {ROLE: "cache", STACK: spec.stack}
+
+
+def create_kwargs(spec: PoolSpec, *, slot: int, runner_name: str, runner_id: int) -> dict[str, Any]:
+    """Arguments for `client.containers.create(**kwargs)` for one runner of this pool."""
+    c = spec.container
+    labels = dict(c.labels)
+    labels.update(pool_labels(spec))
+    labels.update({SLOT: str(slot), RUNNER_ID: str(runner_id), RUNNER_NAME: runner_name})
+    mounts: list[Mount] = []
+    tmpfs: dict[str, str] = {}
+    for vol in c.volumes:
+        if vol.type == "tmpfs":
+            opts = ["mode=1777"]
+            if vol.size:
+                opts.append(f"size={vol.size}")
+            if vol.read_only:
+                opts.append("ro")
+            tmpfs[vol.target] = ",".join(opts)
+        elif vol.type == "bind":
+            mounts.append(Mount(target=vol.target, source=vol.source, type="bind", read_only=vol.read_only))
+        else:  # volume, cache: named volumes
+            mounts.append(Mount(target=vol.target, source=vol.source, type="volume", read_only=vol.read_only))
+    kwargs: dict[str, Any] = {
+        "image": spec.image,
+        "name": runner_name,
+        "labels": labels,
+        "environment": dict(c.env),
+        "network_mode": c.network_mode,
+        "detach": True,
+        "stop_signal": "SIGTERM",
+        "init": False,  # the image runs tini as PID 1 itself
+    }
+    if mounts:
+        kwargs["mounts"] = mounts
+    if tmpfs:
+        kwargs["tmpfs"] = tmpfs
+    if c.cpus:
+        kwargs["nano_cpus"] = int(c.cpus * 1e9)
+    if c.memory:
+        kwargs["mem_limit"] = c.memory
+    if c.pids_limit:
+        kwargs["pids_limit"] = c.pids_limit
+    if c.shm_size:
+        kwargs["shm_size"] = c.shm_size
+    gpus = c.gpus.devices_for_slot(slot, c.gpu_per_slot) if c.gpus else None
+    requests = device_requests(gpus)
+    if requests:
+        kwargs["device_requests"] = requests
+    security_opt = []
+    if c.no_new_privileges:
+        security_opt.append("no-new-privileges:true")
+    if security_opt:
+        kwargs["security_opt"] = security_opt
+    if c.cap_drop:
+        kwargs["cap_drop"] = list(c.cap_drop)
+    if c.cap_add:
+        kwargs["cap_add"] = list(c.cap_add)
+    if c.runtime:
+        kwargs["runtime"] = c.runtime
+    return kwargs
+
+
+def jit_archive(encoded_jit_config: str) -> bytes:
+    """A tar holding `jitconfig` (mode 0400, owned by the runner user), for `put_archive(JIT_DIR, ...)`."""
+    data = encoded_jit_config.encode()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo(JIT_FILE)
+        info.size = len(data)
+        info.mode = 0o400
+        info.uid, info.gid = RUNNER_UID, RUNNER_GID
+        info.uname = info.gname = "runner"
+        info.mtime = int(time.time())
+        tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()

@@ -1,0 +1,495 @@
+"""The pool manager: keeps `slots` fresh single-job runner containers for one pool on one host.
+
+One thread runs every decision (`run`); a second only watches Docker's event stream and
+wakes the first when a runner container dies. Each wake-up runs a *fast* pass (Docker only:
+remove what exited, refill the slots, one `generate-jitconfig` call per new runner); every
+`reconcile_interval` a *full* pass also lists the pool's registrations and sweeps orphans
+both ways. Any failure backs off (capped, jittered) before the next pass.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import secrets
+import string
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import docker
+import requests
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.types import Mount
+
+from github_client import GitHubClient, GitHubError, RateLimited, Runner, Unprocessable
+
+from . import _containers as C
+from ._backoff import Backoff
+from ._log import event
+from .metrics import Health, Metrics
+from .spec import PoolSpec, SpecError
+
+__all__ = ["PoolManager", "PoolError"]
+
+_ALPHABET = string.ascii_lowercase + string.digits
+_EXIT_CODE = re.compile(r"Exited \((-?\d+)\)")
+
+
+class PoolError(Exception):
+    """A failure of one pass, with a `kind` for metrics and a message that says what to do."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclass(frozen=True)
+class _Box:
+    """One runner container as `docker ps -a` lists it."""
+
+    id: str
+    name: str
+    slot: int
+    runner_id: int | None
+    runner_name: str
+    state: str  # created | running | exited | dead | removing | paused | restarting
+    exit_code: int | None
+    created: float
+
+    @property
+    def live(self) -> bool:
+        return self.state in ("running", "restarting", "paused", "removing")
+
+    @classmethod
+    def from_api(cls, item: dict[str, Any]) -> _Box:
+        labels = item.get("Labels") or {}
+        match = _EXIT_CODE.search(item.get("Status") or "")
+        rid = labels.get(C.RUNNER_ID, "")
+        slot = labels.get(C.SLOT, "")
+        return cls(
+            id=item["Id"],
+            name=(item.get("Names") or ["/?"])[0].lstrip("/"),
+            slot=int(slot) if slot.isdigit() else -1,
+            runner_id=int(rid) if rid.isdigit() else None,
+            runner_name=labels.get(C.RUNNER_NAME, ""),
+            state=item.get("State") or "unknown",
+            exit_code=int(match.group(1)) if match else None,
+            created=float(item.get("Created") or 0),
+        )
+
+
+class PoolManager:
+    """Keeps the pool's slots filled until `stop` is set, then drains (see `run`)."""
+
+    def __init__(
+        self,
+        spec: PoolSpec,
+        github: GitHubClient,
+        *,
+        docker_factory: Callable[[], docker.DockerClient] | None = None,
+        metrics: Metrics | None = None,
+        health: Health | None = None,
+        orphan_grace: float = 30.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.spec = spec
+        self.github = github
+        self.metrics = metrics or Metrics(spec.pool)
+        self.health = health or Health(pool=spec.pool, slots=spec.slots)
+        self.orphan_grace = orphan_grace
+        self.stop = threading.Event()
+        self.fatal: SpecError | None = None
+        self._docker_factory = docker_factory or (lambda: docker.from_env(timeout=60))
+        self._dc: docker.DockerClient | None = None
+        self._wake = threading.Event()
+        self._backoff = Backoff(spec.backoff_initial, spec.backoff_max, rng)
+        self._group_id: int | None = None
+        self._minted: dict[str, float] = {}  # runner name -> when we minted it (wall clock)
+        self._caches_ready: set[str] = set()
+        self._pattern = spec.runner_name_pattern()
+        self._filters = {"label": C.pool_label_filter(spec)}
+        self._draining = False
+        self.metrics.slots.set(spec.slots)
+
+    # -- docker plumbing ------------------------------------------------------------
+
+    def _docker(self) -> docker.DockerClient:
+        if self._dc is None:
+            dc = self._docker_factory()
+            dc.ping()
+            runtime = self.spec.container.runtime
+            if runtime:
+                runtimes = sorted((dc.info().get("Runtimes") or {}).keys())
+                if runtime not in runtimes:
+                    known = ", ".join(runtimes) or "none"
+                    raise SpecError("container.runtime", f"{runtime!r} is not a runtime of this Docker engine"
+                                    f" (it has: {known}); install it or pick one of those")
+            self._dc = dc
+            event("docker_connected", pool=self.spec.pool)
+        return self._dc
+
+    def _boxes(self) -> list[_Box]:
+        items = self._docker().api.containers(all=True, filters=self._filters)
+        return [_Box.from_api(item) for item in items]
+
+    def _remove(self, box: _Box, outcome: str) -> None:
+        try:
+            self._docker().api.remove_container(box.id, force=True, v=False)
+        except NotFound:
+            return
+        except APIError as exc:
+            if exc.status_code == 409:  # removal already in progress
+                return
+            raise
+        self.metrics.exits.labels(outcome=outcome).inc()
+        event("runner_removed", pool=self.spec.pool, slot=box.slot, runner=box.runner_name,
+              runner_id=box.runner_id, state=box.state, exit_code=box.exit_code, outcome=outcome)
+
+    def _delete_registration(self, runner_id: int | None, name: str, why: str) -> bool:
+        """Delete a registration; False if GitHub says it is running a job (422)."""
+        if runner_id is None:
+            return True
+        try:
+            gone = self.github.delete_runner(runner_id, missing_ok=True)
+        except Unprocessable:
+            event("registration_busy", pool=self.spec.pool, runner=name, runner_id=runner_id, why=why)
+            return False
+        self._minted.pop(name, None)
+        if gone:
+            event("registration_deleted", pool=self.spec.pool, runner=name, runner_id=runner_id, why=why)
+        return True
+
+    # -- the passes -----------------------------------------------------------------
+
+    def _finish_exited(self, boxes: list[_Box], registrations: dict[str, Runner] | None) -> list[_Box]:
+        """Remove containers that are done; return the ones still holding a slot."""
+        kept = []
+        for box in boxes:
+            if box.live:
+                kept.append(box)
+                continue
+            # exited, dead, or created and never started (a manager died mid-creation).
+            if registrations is not None:
+                reg = registrations.get(box.runner_name)
+                if reg is not None:
+                    self._delete_registration(reg.id, box.runner_name, f"container {box.state}")
+            elif box.exit_code != 0:
+                # Exit 0 is an ephemeral runner whose job is done: GitHub already deleted it.
+                self._delete_registration(box.runner_id, box.runner_name, f"container {box.state} ({box.exit_code})")
+            outcome = "done" if box.exit_code == 0 else ("unstarted" if box.state == "created" else "failed")
+            self._remove(box, outcome)
+        return kept
+
+    def _sweep(self, boxes: list[_Box], registrations: dict[str, Runner]) -> None:
+        """Orphans both ways: registrations without a container, containers without a registration."""
+        now = time.time()
+        names = {b.runner_name for b in boxes}
+        for name, reg in registrations.items():
+            if name in names or reg.busy:
+                continue
+            minted = self._minted.get(name)
+            if minted is not None and now - minted < self.orphan_grace:
+                continue  # just minted; its container may still be on its way
+            if self._delete_registration(reg.id, name, "no container"):
+                self.metrics.orphans.labels(what="registration").inc()
+        for box in boxes:
+            if box.runner_name in registrations or now - box.created < self.orphan_grace:
+                continue
+            event("orphan_container", pool=self.spec.pool, runner=box.runner_name, container=box.id[:12])
+            self._remove(box, "orphan")
+            self.metrics.orphans.labels(what="container").inc()
+
+    def _registrations(self) -> dict[str, Runner]:
+        return {r.name: r for r in self.github.list_runners() if self._pattern.match(r.name)}
+
+    def _runner_group_id(self) -> int:
+        if self._group_id is None:
+            group = self.spec.runner_group
+            if group.casefold() == "default" or self.github.scope.kind == "repo":
+                self._group_id = 1
+            else:
+                self._group_id = self.github.find_runner_group(group).id
+        return self._group_id
+
+    def pass_once(self, full: bool) -> None:
+        """One pass: finish exited runners, (full: sweep orphans), then fill empty slots."""
+        boxes = self._boxes()
+        registrations = self._registrations() if full else None
+        boxes = self._finish_exited(boxes, registrations)
+        if registrations is not None:
+            self._sweep(boxes, registrations)
+            boxes = [b for b in self._boxes() if b.live]
+            self._report(boxes, registrations)
+        surplus = [b for b in boxes if b.slot >= self.spec.slots or b.slot < 0]
+        for box in surplus:
+            if self._delete_registration(box.runner_id, box.runner_name, "slot no longer in spec"):
+                self._remove(box, "surplus")
+        taken = {b.slot for b in boxes}
+        empty = [s for s in range(self.spec.slots) if s not in taken]
+        if empty and not self._draining:
+            self._check_image()
+            self._ensure_caches()
+            group_id = self._runner_group_id()
+            for slot in empty:
+                if self.stop.is_set():
+                    return
+                self._start_runner(slot, group_id)
+
+    def _check_image(self) -> None:
+        try:
+            self._docker().api.inspect_image(self.spec.image)
+        except ImageNotFound:
+            raise PoolError("image", f"image {self.spec.image!r} is not on this Docker engine; build it there"
+                            " (pulumi up builds it on each host) or fix the pool's image") from None
+
+    def _ensure_caches(self) -> None:
+        """Cache volumes are shared across jobs on purpose; create them writable for the runner user."""
+        for vol in self.spec.container.volumes:
+            if vol.type != "cache" or vol.source in self._caches_ready:
+                continue
+            assert vol.source is not None
+            dc = self._docker()
+            try:
+                dc.api.inspect_volume(vol.source)
+            except NotFound:
+                dc.volumes.create(vol.source, labels=C.cache_volume_labels(self.spec))
+                dc.containers.run(self.spec.image, entrypoint=["chown", f"{C.RUNNER_UID}:{C.RUNNER_GID}", "/cache"],
+                                  user="0", network_mode="none", remove=True,
+                                  labels={C.ROLE: "init", C.STACK: self.spec.stack},
+                                  mounts=[Mount(target="/cache", source=vol.source, type="volume")])
+                event("cache_volume_created", pool=self.spec.pool, volume=vol.source)
+            self._caches_ready.add(vol.source)
+
+    def _start_runner(self, slot: int, group_id: int) -> None:
+        name = f"{self.spec.name_prefix}-{slot}-{''.join(secrets.choice(_ALPHABET) for _ in range(6))}"
+        jit = self.github.generate_jitconfig(name, list(self.spec.labels), runner_group_id=group_id)
+        self._minted[name] = time.time()
+        runner_id = jit.runner.id
+        container_id: str | None = None
+        try:
+            dc = self._docker()
+            kwargs = C.create_kwargs(self.spec, slot=slot, runner_name=name, runner_id=runner_id)
+            container = dc.containers.create(**kwargs)
+            container_id = container.id
+            container.put_archive(C.JIT_DIR, C.jit_archive(jit.encoded_jit_config))
+            container.start()
+        except Exception as exc:
+            # Undo: no container without a registration, no registration without a container.
+            if container_id is not None:
+                try:
+                    self._docker().api.remove_container(container_id, force=True)
+                except DockerException:
+                    pass
+            try:
+                self._delete_registration(runner_id, name, "start failed")
+            except GitHubError:
+                pass  # the next full pass sweeps it
+            raise _start_error(exc, self.spec.image) from exc
+        self.metrics.starts.inc()
+        event("runner_started", pool=self.spec.pool, slot=slot, runner=name, runner_id=runner_id,
+              container=(container_id or "")[:12])
+
+    def _report(self, boxes: list[_Box], registrations: dict[str, Runner]) -> None:
+        idle = busy = starting = 0
+        for box in boxes:
+            reg = registrations.get(box.runner_name)
+            if reg is not None and reg.busy:
+                busy += 1
+            elif reg is not None and reg.online:
+                idle += 1
+            else:
+                starting += 1
+        self.metrics.runners.labels(state="idle").set(idle)
+        self.metrics.runners.labels(state="busy").set(busy)
+        self.metrics.runners.labels(state="starting").set(starting)
+        self.health.update(idle=idle, busy=busy, starting=starting)
+        # Forget mint times we no longer need.
+        cutoff = time.time() - 10 * self.orphan_grace
+        for name in [n for n, t in self._minted.items() if t < cutoff]:
+            del self._minted[name]
+
+    # -- failure handling -----------------------------------------------------------
+
+    def _failed(self, exc: BaseException) -> float:
+        kind, message = _classify(exc)
+        if kind == "docker":
+            self._dc = None  # reconnect next time
+        delay = self._backoff.next()
+        if isinstance(exc, RateLimited) and exc.retry_at is not None:
+            delay = max(delay, min(exc.retry_at.timestamp() - time.time(), 3600.0))
+        now = time.time()
+        self.metrics.failures.labels(kind=kind).inc()
+        self.metrics.last_error.labels(kind=kind).set(now)
+        self.metrics.healthy.set(0)
+        self.metrics.backoff.set(delay)
+        self.health.update(ok=False, state="draining" if self._draining else "degraded", last_error=message,
+                           last_error_kind=kind, last_error_at=now)
+        event("pass_failed", level=40, pool=self.spec.pool, kind=kind, error=message,
+              retry_in=f"{delay:.2f}", failures=self._backoff.failures)
+        return delay
+
+    def _succeeded(self) -> None:
+        if self._backoff.failures:
+            event("recovered", pool=self.spec.pool, after_failures=self._backoff.failures)
+        self._backoff.reset()
+        self.metrics.healthy.set(1)
+        self.metrics.backoff.set(0)
+        self.health.update(ok=True, state="draining" if self._draining else "ok", last_success_at=time.time())
+
+    # -- main loop ------------------------------------------------------------------
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def run(self) -> int:
+        """Run until `stop` is set, then drain. Returns the process exit code (2: bad spec)."""
+        event("manager_started", pool=self.spec.pool, stack=self.spec.stack, host=self.spec.host,
+              slots=self.spec.slots, image=self.spec.image, scope=self.spec.scope_url)
+        watcher = threading.Thread(target=self._watch_events, name="ghr-events", daemon=True)
+        watcher.start()
+        next_full = 0.0
+        not_before = 0.0
+        while not self.stop.is_set():
+            now = time.monotonic()
+            if now >= not_before:
+                full = now >= next_full
+                try:
+                    self.pass_once(full=full)
+                except SpecError as exc:
+                    self.fatal = exc
+                    event("spec_refused", level=50, pool=self.spec.pool, field=exc.field, error=exc.reason)
+                    self.stop.set()
+                    break
+                except Exception as exc:  # every failure backs off; none ends the manager
+                    not_before = time.monotonic() + self._failed(exc)
+                    next_full = not_before  # after a failure, look at everything again
+                else:
+                    self._succeeded()
+                    if full:
+                        next_full = time.monotonic() + self.spec.reconcile_interval
+            # Sleep until the next full pass (or the end of the backoff); a container's death
+            # wakes us earlier for a fast pass, but never before the backoff has run out.
+            self._wake.wait(timeout=max(0.05, max(not_before, next_full) - time.monotonic()))
+            self._wake.clear()
+        if self.fatal is not None:
+            self.health.update(ok=False, state="stopped", last_error=str(self.fatal), last_error_kind="spec")
+            return 2
+        self.drain()
+        return 0
+
+    def _watch_events(self) -> None:
+        """Wake the loop on every `die` of one of the pool's containers; reconnect with backoff."""
+        backoff = Backoff(0.5, 30.0)
+        filters = {"type": "container", "event": ["die"], "label": self._filters["label"]}
+        while not self.stop.is_set():
+            stream = None
+            try:
+                stream = self._docker_factory().api.events(decode=True, filters=filters)
+                self._stream = stream
+                backoff.reset()
+                for item in stream:
+                    self._wake.set()
+                    if self.stop.is_set():
+                        break
+            except Exception as exc:  # engine gone: the main loop reports it; just retry quietly
+                event("events_stream_lost", level=30, pool=self.spec.pool, error=type(exc).__name__)
+            finally:
+                if stream is not None:
+                    try:
+                        stream.close()
+                    except Exception:
+                        pass
+            self.stop.wait(backoff.next())
+
+    def request_stop(self) -> None:
+        """SIGTERM: stop creating runners, then `run` drains and returns."""
+        self.stop.set()
+        self._wake.set()
+        stream = getattr(self, "_stream", None)
+        if stream is not None:
+            try:
+                stream.close()
+            except Exception:
+                pass
+
+    # -- drain ----------------------------------------------------------------------
+
+    def drain(self) -> None:
+        """Remove idle runners now; let busy ones finish up to `drain_timeout`; then force the rest."""
+        self._draining = True
+        self.metrics.draining.set(1)
+        self.health.update(state="draining")
+        deadline = time.monotonic() + self.spec.drain_timeout
+        event("drain_started", pool=self.spec.pool, timeout=self.spec.drain_timeout)
+        backoff = Backoff(min(1.0, self.spec.backoff_initial), min(10.0, self.spec.backoff_max))
+        remaining: list[_Box] = []
+        while time.monotonic() < deadline:
+            try:
+                boxes = self._boxes()
+                registrations = self._registrations()
+                remaining = self._finish_exited(boxes, registrations)
+                for box in list(remaining):
+                    reg = registrations.get(box.runner_name)
+                    if reg is None or (not reg.busy and self._delete_registration(reg.id, box.runner_name, "drain")):
+                        # Deleting first is the race-free idle check: GitHub refuses (422) if a job has it.
+                        self._remove(box, "drained")
+                        remaining.remove(box)
+                backoff.reset()
+            except Exception as exc:
+                kind, message = _classify(exc)
+                event("drain_pass_failed", level=40, pool=self.spec.pool, kind=kind, error=message)
+                if kind == "docker":
+                    self._dc = None
+                self._wake.wait(min(backoff.next(), max(0.0, deadline - time.monotonic())))
+                self._wake.clear()
+                continue
+            if not remaining:
+                break
+            event("drain_waiting", pool=self.spec.pool, busy=len(remaining),
+                  left=f"{deadline - time.monotonic():.0f}")
+            self._wake.wait(min(2.0, max(0.0, deadline - time.monotonic())))
+            self._wake.clear()
+        for box in remaining:  # drain timeout: jobs are cut off
+            try:
+                self._remove(box, "drain_timeout")
+                self._delete_registration(box.runner_id, box.runner_name, "drain timeout")
+            except Exception as exc:
+                event("drain_cleanup_failed", level=40, pool=self.spec.pool, runner=box.runner_name,
+                      error=_classify(exc)[1])
+        self.metrics.draining.set(0)
+        self.health.update(ok=False, state="stopped")
+        event("drain_finished", pool=self.spec.pool, cut_off=len(remaining))
+
+
+def _start_error(exc: Exception, image: str) -> Exception:
+    text = str(exc)
+    if isinstance(exc, APIError) and ("device driver" in text or "nvidia" in text.lower() or "gpu" in text.lower()):
+        return PoolError("gpu", "the Docker engine refused the GPU request (" + _short(exc) + "); install the NVIDIA"
+                         " container toolkit on this host, or remove container.gpus from the pool")
+    if isinstance(exc, ImageNotFound):
+        return PoolError("image", f"image {image!r} is not on this Docker engine; build it there")
+    if isinstance(exc, APIError):
+        return PoolError("start", "the Docker engine refused the runner container (" + _short(exc) + ")")
+    return exc
+
+
+def _short(exc: BaseException) -> str:
+    if isinstance(exc, APIError) and exc.explanation:
+        text = str(exc.explanation)
+    else:
+        text = str(exc)
+    return text.strip().replace("\n", " ")[:300]
+
+
+def _classify(exc: BaseException) -> tuple[str, str]:
+    if isinstance(exc, PoolError):
+        return exc.kind, str(exc)
+    if isinstance(exc, GitHubError):
+        return "github", f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, (DockerException, requests.exceptions.RequestException)):
+        return "docker", f"Docker engine: {type(exc).__name__}: {_short(exc)}; check the engine is running and" \
+                         " its socket is mounted into the manager"
+    return "internal", f"{type(exc).__name__}: {_short(exc)}"

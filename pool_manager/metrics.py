@@ -1,0 +1,101 @@
+"""Prometheus metrics (`/metrics`) and health (`/healthz`) of one pool manager.
+
+Each manager owns its own `CollectorRegistry`, so several managers can live in one process
+(tests) without clashing.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+
+__all__ = ["Health", "Metrics", "serve"]
+
+
+class Metrics:
+    def __init__(self, pool: str) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.slots = Gauge("ghr_pool_slots", "Runner slots this manager keeps filled.", registry=r)
+        self.runners = Gauge("ghr_pool_runners", "Runner containers by state.", ["state"], registry=r)
+        self.starts = Counter("ghr_pool_runner_starts", "Runner containers started.", registry=r)
+        self.exits = Counter("ghr_pool_runner_exits", "Runner containers that exited and were removed.",
+                             ["outcome"], registry=r)
+        self.failures = Counter("ghr_pool_failures", "Failures by kind (github, docker, image, start, ...).",
+                                ["kind"], registry=r)
+        self.api_calls = Counter("ghr_github_api_calls", "GitHub API HTTP attempts by kind.", ["kind"], registry=r)
+        self.orphans = Counter("ghr_pool_orphans_removed", "Orphans removed, by what was left over.",
+                               ["what"], registry=r)
+        self.last_error = Gauge("ghr_pool_last_error_timestamp_seconds",
+                                "When the last failure of each kind happened (unix time).", ["kind"], registry=r)
+        self.healthy = Gauge("ghr_pool_healthy", "1 when the last cycle succeeded, else 0.", registry=r)
+        self.draining = Gauge("ghr_pool_draining", "1 while draining after SIGTERM.", registry=r)
+        self.backoff = Gauge("ghr_pool_backoff_seconds", "Current backoff delay (0 when healthy).", registry=r)
+        for state in ("idle", "busy", "starting"):
+            self.runners.labels(state=state).set(0)
+        self.pool = pool
+
+
+@dataclass
+class Health:
+    """What `/healthz` reports. Written by the manager loop, read by the HTTP thread."""
+
+    pool: str
+    slots: int = 0
+    ok: bool = False
+    state: str = "starting"  # starting | ok | degraded | draining | stopped
+    idle: int = 0
+    busy: int = 0
+    starting: int = 0
+    last_error: str | None = None
+    last_error_kind: str | None = None
+    last_error_at: float | None = None
+    last_success_at: float | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def update(self, **values: Any) -> None:
+        with self._lock:
+            for key, value in values.items():
+                setattr(self, key, value)
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+
+
+def serve(metrics: Metrics, health: Health, port: int, host: str = "0.0.0.0") -> ThreadingHTTPServer:
+    """Serve `/metrics` and `/healthz` on a daemon thread; port 0 picks a free one (see `server_port`)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                body = generate_latest(metrics.registry)
+                self._send(200, CONTENT_TYPE_LATEST, body)
+            elif path == "/healthz":
+                snap = health.snapshot()
+                snap["now"] = time.time()
+                self._send(200 if snap["ok"] else 503, "application/json", json.dumps(snap).encode())
+            else:
+                self._send(404, "text/plain", b"not found: try /metrics or /healthz\n")
+
+        def _send(self, status: int, ctype: str, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            pass  # scrapes are not events
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="ghr-metrics", daemon=True).start()
+    return server

@@ -1,0 +1,388 @@
+"""Pool spec: parse and validate the JSON the Pulumi program writes for each pool manager.
+
+Pure: no Docker, no network, no file access. The Pulumi components reuse `load_spec` at
+preview time, so every error names the field (`container.volumes[1].source`) and says what
+to do about it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = [
+    "GpuSpec",
+    "ContainerSpec",
+    "PoolSpec",
+    "SpecError",
+    "VolumeSpec",
+    "load_spec",
+    "parse_size",
+]
+
+# Label keys the manager owns; extra labels may not use this prefix.
+RESERVED_LABEL_PREFIX = "ghr."
+# Environment variables a pool may not hand to its runners: credentials and runner inputs.
+_FORBIDDEN_ENV = re.compile(r"^(GHR_GITHUB_|ACTIONS_RUNNER_INPUT_)")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NAME_PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,50}$")
+_IDENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_VOLUME_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]+$")
+_CAPABILITY = re.compile(r"^(CAP_)?[A-Z_]+$")
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([bkmgt]?)b?$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+_NETWORK_MODE = re.compile(r"^(bridge|host|none|container:[A-Za-z0-9_.-]+|[A-Za-z0-9][A-Za-z0-9_.-]*)$")
+
+
+class SpecError(ValueError):
+    """An invalid pool spec. `field` is the dotted path of the offending field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        self.reason = message
+        super().__init__(f"{field}: {message}")
+
+
+@dataclass(frozen=True)
+class GpuSpec:
+    """Which GPUs a runner container gets: every GPU, a count, or explicit device ids."""
+
+    kind: Literal["all", "count", "device_ids"]
+    count: int = 0
+    device_ids: tuple[str, ...] = ()
+
+    def devices_for_slot(self, slot: int, per_slot: bool) -> GpuSpec:
+        """The GPU request for one slot: with `per_slot`, exactly one device, pinned by slot."""
+        if not per_slot:
+            return self
+        ids = self.device_ids if self.kind == "device_ids" else tuple(str(i) for i in range(self.count))
+        return GpuSpec(kind="device_ids", device_ids=(ids[slot % len(ids)],))
+
+
+@dataclass(frozen=True)
+class VolumeSpec:
+    """One mount. `cache` is a named volume shared across jobs on purpose (made writable for the runner)."""
+
+    type: Literal["volume", "bind", "tmpfs", "cache"]
+    target: str
+    source: str | None = None
+    read_only: bool = False
+    size: int | None = None  # bytes, tmpfs only
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    cpus: float | None = None
+    memory: int | None = None  # bytes
+    pids_limit: int | None = None
+    shm_size: int | None = None  # bytes
+    gpus: GpuSpec | None = None
+    gpu_per_slot: bool = False
+    volumes: tuple[VolumeSpec, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    network_mode: str = "bridge"
+    hardened: bool = False
+    no_new_privileges: bool = False
+    cap_drop: tuple[str, ...] = ()
+    cap_add: tuple[str, ...] = ()
+    runtime: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    pool: str
+    stack: str
+    host: str
+    scope_url: str
+    name_prefix: str
+    labels: tuple[str, ...]
+    slots: int
+    image: str
+    api_url: str | None = None
+    runner_group: str = "Default"
+    container: ContainerSpec = field(default_factory=ContainerSpec)
+    drain_timeout: float = 600.0
+    metrics_port: int = 9101
+    # Optional tuning (not in the Pulumi-written spec by default).
+    reconcile_interval: float = 30.0
+    backoff_initial: float = 1.0
+    backoff_max: float = 60.0
+
+    def runner_name_pattern(self) -> re.Pattern[str]:
+        """Names this pool mints: `<name_prefix>-<slot>-<random6>`."""
+        return re.compile(rf"^{re.escape(self.name_prefix)}-(\d+)-[a-z0-9]{{6}}$")
+
+
+def parse_size(value: Any, where: str) -> int:
+    """`"4g"`, `"512m"`, `"1.5g"` or a number of bytes -> bytes."""
+    if isinstance(value, bool):
+        raise SpecError(where, f"expected a size like '4g' or a number of bytes, got {value!r}")
+    if isinstance(value, int):
+        if value <= 0:
+            raise SpecError(where, f"must be positive, got {value}")
+        return value
+    if isinstance(value, str):
+        match = _SIZE.match(value.strip())
+        if match:
+            size = int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+            if size > 0:
+                return size
+    raise SpecError(where, f"expected a size like '4g', '512m' or a number of bytes, got {value!r}")
+
+
+def _str(data: Mapping[str, Any], key: str, where: str, *, required: bool = True, default: str | None = None) -> str | None:
+    value = data.get(key)
+    if value is None:
+        if required:
+            raise SpecError(f"{where}{key}", "is required")
+        return default
+    if not isinstance(value, str) or not value.strip():
+        raise SpecError(f"{where}{key}", f"expected a non-empty string, got {value!r}")
+    return value
+
+
+def _bool(data: Mapping[str, Any], key: str, where: str, default: bool) -> bool:
+    value = data.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise SpecError(f"{where}{key}", f"expected true or false, got {value!r}")
+    return value
+
+
+def _number(data: Mapping[str, Any], key: str, where: str, default: float | None, *, minimum: float = 0.0,
+            exclusive: bool = True) -> float | None:
+    value = data.get(key, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SpecError(f"{where}{key}", f"expected a number, got {value!r}")
+    if value < minimum or (exclusive and value == minimum):
+        bound = f"greater than {minimum:g}" if exclusive else f"at least {minimum:g}"
+        raise SpecError(f"{where}{key}", f"must be {bound}, got {value!r}")
+    return float(value)
+
+
+def _int(data: Mapping[str, Any], key: str, where: str, default: int | None, *, minimum: int) -> int | None:
+    value = data.get(key, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SpecError(f"{where}{key}", f"expected an integer, got {value!r}")
+    if value < minimum:
+        raise SpecError(f"{where}{key}", f"must be at least {minimum}, got {value}")
+    return value
+
+
+def _gpus(value: Any, where: str) -> GpuSpec | None:
+    if value is None or value is False:
+        return None
+    if value == "all":
+        return GpuSpec(kind="all")
+    if isinstance(value, Mapping) and set(value) == {"count"}:
+        count = value["count"]
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise SpecError(f"{where}.count", f"expected a positive integer, got {count!r}")
+        return GpuSpec(kind="count", count=count)
+    if isinstance(value, Mapping) and set(value) == {"device_ids"}:
+        ids = value["device_ids"]
+        if not isinstance(ids, list) or not ids:
+            raise SpecError(f"{where}.device_ids", f"expected a non-empty list of device ids, got {ids!r}")
+        out: list[str] = []
+        for i, dev in enumerate(ids):
+            if isinstance(dev, bool) or not isinstance(dev, (str, int)) or not re.match(r"^[A-Za-z0-9:_.-]+$", str(dev)):
+                raise SpecError(f"{where}.device_ids[{i}]", f"expected a device index or UUID, got {dev!r}")
+            out.append(str(dev))
+        if len(set(out)) != len(out):
+            raise SpecError(f"{where}.device_ids", "lists a device twice")
+        return GpuSpec(kind="device_ids", device_ids=tuple(out))
+    raise SpecError(where, f"expected null, \"all\", {{\"count\": N}} or {{\"device_ids\": [...]}}, got {value!r}")
+
+
+def _volume(value: Any, where: str) -> VolumeSpec:
+    if not isinstance(value, Mapping):
+        raise SpecError(where, f"expected an object, got {value!r}")
+    kind = value.get("type", "volume")
+    if kind not in ("volume", "bind", "tmpfs", "cache"):
+        raise SpecError(f"{where}.type", f"expected volume, bind, tmpfs or cache, got {kind!r}")
+    target = _str(value, "target", f"{where}.")
+    assert target is not None
+    if not target.startswith("/") or "\x00" in target or target == "/":
+        raise SpecError(f"{where}.target", f"must be an absolute path inside the container (not /), got {target!r}")
+    read_only = _bool(value, "read_only", f"{where}.", False)
+    source: str | None = None
+    size: int | None = None
+    if kind == "tmpfs":
+        if value.get("source"):
+            raise SpecError(f"{where}.source", "a tmpfs mount takes no source")
+        if value.get("size") is not None:
+            size = parse_size(value["size"], f"{where}.size")
+    else:
+        source = _str(value, "source", f"{where}.")
+        assert source is not None
+        if value.get("size") is not None:
+            raise SpecError(f"{where}.size", f"only tmpfs mounts take a size, not {kind}")
+        if kind == "bind":
+            if not source.startswith("/"):
+                raise SpecError(f"{where}.source", f"a bind mount needs an absolute host path, got {source!r}")
+        elif not _VOLUME_NAME.match(source):
+            raise SpecError(f"{where}.source", f"expected a volume name ([A-Za-z0-9_.-], 2+ chars), got {source!r}")
+        if kind == "cache" and read_only:
+            raise SpecError(f"{where}.read_only", "a cache volume is for jobs to write; use type 'volume' to mount read-only")
+    return VolumeSpec(type=kind, target=target, source=source, read_only=read_only, size=size)
+
+
+def _capabilities(value: Any, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise SpecError(where, f"expected a list of capability names, got {value!r}")
+    out = []
+    for i, cap in enumerate(value):
+        if not isinstance(cap, str) or not _CAPABILITY.match(cap.upper()):
+            raise SpecError(f"{where}[{i}]", f"expected a capability name like NET_RAW or ALL, got {cap!r}")
+        out.append(cap.upper().removeprefix("CAP_"))
+    return tuple(out)
+
+
+def _container(value: Any, runtimes: Iterable[str] | None) -> ContainerSpec:
+    where = "container."
+    if value is None:
+        value = {}
+    if not isinstance(value, Mapping):
+        raise SpecError("container", f"expected an object, got {value!r}")
+    cpus = _number(value, "cpus", where, None)
+    memory = parse_size(value["memory"], "container.memory") if value.get("memory") is not None else None
+    shm_size = parse_size(value["shm_size"], "container.shm_size") if value.get("shm_size") is not None else None
+    pids_limit = _int(value, "pids_limit", where, None, minimum=1)
+    gpus = _gpus(value.get("gpus"), "container.gpus")
+    gpu_per_slot = _bool(value, "gpu_per_slot", where, False)
+    if gpu_per_slot and (gpus is None or gpus.kind == "all"):
+        raise SpecError("container.gpu_per_slot", "needs container.gpus as {\"count\": N} or {\"device_ids\": [...]}"
+                        " so each slot can be pinned to one known device")
+    raw_volumes = value.get("volumes") or []
+    if not isinstance(raw_volumes, list):
+        raise SpecError("container.volumes", f"expected a list, got {raw_volumes!r}")
+    volumes = tuple(_volume(v, f"container.volumes[{i}]") for i, v in enumerate(raw_volumes))
+    targets = [v.target.rstrip("/") for v in volumes]
+    for i, t in enumerate(targets):
+        if t in targets[:i] or t == "/run/ghr":
+            raise SpecError(f"container.volumes[{i}].target", f"{t!r} is mounted twice or hides the JIT handoff path")
+    env_raw = value.get("env") or {}
+    if not isinstance(env_raw, Mapping):
+        raise SpecError("container.env", f"expected an object of strings, got {env_raw!r}")
+    env: dict[str, str] = {}
+    for key, val in env_raw.items():
+        if not isinstance(key, str) or not _ENV_NAME.match(key):
+            raise SpecError(f"container.env.{key}", "is not a valid environment variable name")
+        if _FORBIDDEN_ENV.match(key):
+            raise SpecError(f"container.env.{key}", "credentials and runner inputs never go to runner containers")
+        if isinstance(val, bool) or not isinstance(val, (str, int, float)):
+            raise SpecError(f"container.env.{key}", f"expected a string, got {val!r}")
+        env[key] = str(val)
+    network_mode = _str(value, "network_mode", where, required=False, default="bridge")
+    assert network_mode is not None
+    if not _NETWORK_MODE.match(network_mode):
+        raise SpecError("container.network_mode", f"expected bridge, host, none or a network name, got {network_mode!r}")
+    hardened = _bool(value, "hardened", where, False)
+    no_new_privileges = _bool(value, "no_new_privileges", where, False) or hardened
+    cap_drop = _capabilities(value.get("cap_drop"), "container.cap_drop")
+    cap_add = _capabilities(value.get("cap_add"), "container.cap_add")
+    if hardened:
+        if cap_add:
+            raise SpecError("container.cap_add", "a hardened pool drops every capability; remove cap_add or hardened")
+        cap_drop = ("ALL",)
+    runtime = _str(value, "runtime", where, required=False)
+    if runtime is not None:
+        if not _IDENT.match(runtime):
+            raise SpecError("container.runtime", f"expected a runtime name like runc, sysbox-runc or runsc, got {runtime!r}")
+        if runtimes is not None and runtime not in set(runtimes):
+            known = ", ".join(sorted(runtimes)) or "none"
+            raise SpecError("container.runtime", f"{runtime!r} is not a runtime of this Docker engine (it has: {known});"
+                            " install it or pick one of those")
+    labels_raw = value.get("labels") or {}
+    if not isinstance(labels_raw, Mapping):
+        raise SpecError("container.labels", f"expected an object of strings, got {labels_raw!r}")
+    labels: dict[str, str] = {}
+    for key, val in labels_raw.items():
+        if not isinstance(key, str) or not key or key.startswith(RESERVED_LABEL_PREFIX):
+            raise SpecError(f"container.labels.{key}", f"label keys must be non-empty and not start with {RESERVED_LABEL_PREFIX!r}")
+        if not isinstance(val, str):
+            raise SpecError(f"container.labels.{key}", f"expected a string, got {val!r}")
+        labels[key] = val
+    return ContainerSpec(cpus=cpus, memory=memory, pids_limit=pids_limit, shm_size=shm_size, gpus=gpus,
+                         gpu_per_slot=gpu_per_slot, volumes=volumes, env=env, network_mode=network_mode,
+                         hardened=hardened, no_new_privileges=no_new_privileges, cap_drop=cap_drop,
+                         cap_add=cap_add, runtime=runtime, labels=labels)
+
+
+def load_spec(data: Mapping[str, Any], *, runtimes: Iterable[str] | None = None) -> PoolSpec:
+    """Validate a pool spec (the parsed JSON) and return it typed.
+
+    `runtimes`, when given, is the list of runtimes the target engine reports (`docker info`);
+    without it only the runtime's shape is checked. Raises `SpecError` naming the field.
+    """
+    if not isinstance(data, Mapping):
+        raise SpecError("spec", f"expected a JSON object, got {type(data).__name__}")
+    pool = _str(data, "pool", "")
+    stack = _str(data, "stack", "")
+    host = _str(data, "host", "")
+    for key, val in (("pool", pool), ("stack", stack), ("host", host)):
+        if not _IDENT.match(val or ""):
+            raise SpecError(key, f"expected letters, digits, '.', '_' or '-', got {val!r}")
+    scope_url = _str(data, "scope_url", "")
+    assert scope_url is not None
+    if not re.match(r"^https?://[^/\s]+/[^\s]+$", scope_url):
+        raise SpecError("scope_url", f"expected https://HOST/OWNER[/REPO] or https://HOST/enterprises/SLUG, got {scope_url!r}")
+    api_url = _str(data, "api_url", "", required=False)
+    if api_url is not None and not re.match(r"^https?://[^\s]+$", api_url):
+        raise SpecError("api_url", f"expected an http(s) URL, got {api_url!r}")
+    name_prefix = _str(data, "name_prefix", "")
+    assert name_prefix is not None
+    if not _NAME_PREFIX.match(name_prefix):
+        raise SpecError("name_prefix", "expected 1-51 characters of letters, digits, '.', '_' or '-' starting with a"
+                        f" letter or digit, got {name_prefix!r}")
+    labels_raw = data.get("labels")
+    if not isinstance(labels_raw, list) or not labels_raw:
+        raise SpecError("labels", f"expected a non-empty list of runner labels, got {labels_raw!r}")
+    if len(labels_raw) > 100:
+        raise SpecError("labels", f"GitHub accepts at most 100 labels, got {len(labels_raw)}")
+    for i, label in enumerate(labels_raw):
+        if not isinstance(label, str) or not label.strip() or "," in label:
+            raise SpecError(f"labels[{i}]", f"expected a non-empty label without commas, got {label!r}")
+    runner_group = _str(data, "runner_group", "", required=False, default="Default")
+    assert runner_group is not None
+    slots_raw = data.get("slots")
+    if isinstance(slots_raw, bool) or not isinstance(slots_raw, int):
+        raise SpecError("slots", f"expected an integer of at least 1, got {slots_raw!r}")
+    if slots_raw < 1:
+        raise SpecError("slots", f"must be at least 1, got {slots_raw}")
+    image = _str(data, "image", "")
+    assert image is not None
+    container = _container(data.get("container"), runtimes)
+    gpus = container.gpus
+    if container.gpu_per_slot and gpus is not None:
+        available = gpus.count if gpus.kind == "count" else len(gpus.device_ids)
+        if slots_raw > available:
+            raise SpecError("slots", f"{slots_raw} slots but container.gpu_per_slot pins one of {available} GPUs to"
+                            " each slot; lower slots or list more GPUs")
+    drain_timeout = _number(data, "drain_timeout", "", 600.0, exclusive=False)
+    metrics_port = _int(data, "metrics_port", "", 9101, minimum=0)
+    assert metrics_port is not None
+    if metrics_port > 65535:
+        raise SpecError("metrics_port", f"must be at most 65535, got {metrics_port}")
+    reconcile_interval = _number(data, "reconcile_interval", "", 30.0)
+    backoff_initial = _number(data, "backoff_initial", "", 1.0)
+    backoff_max = _number(data, "backoff_max", "", 60.0)
+    assert backoff_initial is not None and backoff_max is not None and reconcile_interval is not None
+    if backoff_max < backoff_initial:
+        raise SpecError("backoff_max", f"must be at least backoff_initial ({backoff_initial:g}), got {backoff_max:g}")
+    return PoolSpec(pool=pool or "", stack=stack or "", host=host or "", scope_url=scope_url, api_url=api_url,
+                    name_prefix=name_prefix, labels=tuple(labels_raw), runner_group=runner_group,
+                    slots=slots_raw, image=image, container=container,
+                    drain_timeout=drain_timeout if drain_timeout is not None else 600.0,
+                    metrics_port=metrics_port, reconcile_interval=reconcile_interval,
+                    backoff_initial=backoff_initial, backoff_max=backoff_max)
