@@ -1,0 +1,207 @@
+"""The public `Emulator`: owns the HTTP server thread, the state and the credentials."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+from typing import Any
+
+from ._auth import ALL_PAT_SCOPES, Credentials, Principal, fingerprint
+from ._server import Faults, Handler, RequestLog, Server
+from ._state import Options, State, parse_scope
+from . import _tarball
+
+log = logging.getLogger("emulator")
+
+
+class Emulator:
+    """A GitHub (GHES-style) REST emulator on loopback. See emulator/README.md.
+
+    Options (keyword-only): admin_token, public_url, token_ttl, installation_token_ttl, session_timeout,
+    ephemeral_offline_ttl, offline_ttl, strict_scopes, rate_limit, installation_rate_limit, rate_window,
+    rate_limit_status, max_poll_wait, deprecations.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, admin_token: str | None = None,
+                 public_url: str | None = None, token_ttl: float = 3600.0, installation_token_ttl: float = 3600.0,
+                 session_timeout: float = 60.0, ephemeral_offline_ttl: float = 86400.0,
+                 offline_ttl: float = 14 * 86400.0, strict_scopes: bool = False, rate_limit: int = 5000,
+                 installation_rate_limit: int = 5000, rate_window: float = 3600.0, rate_limit_status: int = 403,
+                 max_poll_wait: float = 30.0,
+                 deprecations: Mapping[str, tuple[str | None, str | None]] | None = None) -> None:
+        self.host, self._port = host, port
+        self.public_url = public_url.rstrip("/") if public_url else None
+        self.state = State(Options(token_ttl=token_ttl, session_timeout=session_timeout,
+                                   ephemeral_offline_ttl=ephemeral_offline_ttl, offline_ttl=offline_ttl,
+                                   strict_scopes=strict_scopes, max_poll_wait=max_poll_wait))
+        self.creds = Credentials(self.state.now, installation_token_ttl=installation_token_ttl,
+                                 rate_limit=rate_limit, installation_rate_limit=installation_rate_limit,
+                                 rate_window=rate_window)
+        self.creds.limit_status = rate_limit_status
+        self._rate_limit_status = rate_limit_status
+        self.admin_token = self.creds.add_pat(admin_token, ALL_PAT_SCOPES)
+        self.requests = RequestLog()
+        self.deprecations = dict(deprecations or {})
+        self._faults = Faults()
+        self._faults_lock = threading.Lock()
+        self.tarball = _tarball.build()
+        self.tarball_sha256 = _tarball.sha256(self.tarball)
+        self._server: Server | None = None
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+
+    # ---- lifecycle ------------------------------------------------------------------------
+    def start(self) -> Emulator:
+        if self._server is not None:
+            return self
+        from ._routes import build_routes
+
+        Handler.routes = build_routes()
+        self._server = Server((self.host, self._port), self)
+        self._stop.clear()
+        serve = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
+                                 name="emulator-http", daemon=True)
+        janitor = threading.Thread(target=self._janitor, name="emulator-janitor", daemon=True)
+        self._threads = [serve, janitor]
+        for t in self._threads:
+            t.start()
+        log.info("event=emulator_started url=%s", self.url)
+        return self
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        self._stop.set()
+        self.state.close()  # wakes long polls so their threads end
+        self._server.shutdown()
+        self._server.server_close()
+        for t in self._threads:
+            t.join(timeout=5)
+        self._server = None
+        log.info("event=emulator_stopped")
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+    def _janitor(self) -> None:
+        while not self._stop.wait(0.5):
+            try:
+                self.state.sweep()
+            except Exception:  # keep sweeping; a bug here must not stop the emulator
+                log.exception("event=janitor_error")
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("the emulator is not started")
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def api_url(self) -> str:
+        return self.url + "/api/v3"
+
+    def download_url(self, arch: str = "x64") -> str:
+        return f"{self.url}/_emulator/downloads/{_tarball.filename_for(arch)}"
+
+    # ---- credentials ------------------------------------------------------------------------
+    def authenticate(self, authorization: str | None) -> Principal | None:
+        p = self.creds.authenticate(authorization)
+        if p is not None and p.kind == "unknown" and authorization:
+            token = authorization.split(None, 1)[1].strip()
+            t = self.state.check_token(token, ("runner_admin",))
+            if t is not None:
+                return Principal("runner_admin", f"radm:{fingerprint(token)}", scope=t.scope)
+        return p
+
+    def add_pat(self, token: str | None = None, scopes: Iterable[str] | None = None) -> str:
+        """Register a classic PAT with the given scopes (all scopes when None); returns the token."""
+        return self.creds.add_pat(token, ALL_PAT_SCOPES if scopes is None else scopes)
+
+    def remove_pat(self, token: str) -> None:
+        self.creds.remove_pat(token)
+
+    def add_app(self, app_id: int | None, public_key_pem: str | bytes,
+                installations: Iterable[str] | Mapping[str, Mapping[str, str] | None] = ()) -> tuple[int, dict[str, int]]:
+        """Register a GitHub App by its public key, installed on the given accounts (org logins or
+        `enterprises/<slug>`; a mapping gives each installation its permissions). Returns
+        `(app_id, {account: installation_id})`."""
+        return self.creds.add_app(app_id, public_key_pem, installations)
+
+    # ---- world ----------------------------------------------------------------------------
+    def add_scope(self, scope: str) -> str:
+        return self.state.add_scope(scope)
+
+    def add_runner_group(self, scope: str, name: str) -> int:
+        return self.state.add_group(scope, name)
+
+    def link_org(self, enterprise: str, org: str) -> None:
+        """Make `org` part of `enterprise`: enterprise runners then take that org's jobs."""
+        self.state.link_org(enterprise, org)
+
+    def advance_clock(self, seconds: float) -> None:
+        """Move the emulator's clock forward (token expiry, offline removal) without sleeping."""
+        self.state.advance_clock(seconds)
+
+    # ---- jobs and runners -------------------------------------------------------------------
+    def enqueue_job(self, scope: str, labels: list[str], script: str, *, timeout: float = 600.0) -> int:
+        return self.state.enqueue_job(scope, labels, script, timeout)
+
+    def job(self, job_id: int) -> dict[str, Any]:
+        return self.state.job(job_id)
+
+    def jobs(self) -> list[dict[str, Any]]:
+        return self.state.all_jobs()
+
+    def wait_job(self, job_id: int, timeout: float = 60.0) -> dict[str, Any]:
+        """Block until the job completes; raises TimeoutError after `timeout` seconds."""
+        return self.state.wait_job(job_id, timeout)
+
+    def runners(self, scope: str | None = None) -> list[dict[str, Any]]:
+        return self.state.all_runners(scope)
+
+    # ---- request log ------------------------------------------------------------------------
+    def request_counts(self) -> dict[str, int]:
+        return dict(self.requests.snapshot()["counts"])
+
+    def request_log(self) -> list[dict[str, Any]]:
+        return list(self.requests.snapshot()["log"])
+
+    def reset_requests(self) -> None:
+        self.requests.reset()
+
+    # ---- faults -------------------------------------------------------------------------------
+    def set_faults(self, **kwargs: Any) -> None:
+        """Replace the active faults, e.g. `set_faults(errors=3, error_status=503, match="generate-jitconfig")`.
+        Fields: errors, error_status, secondary, secondary_status, retry_after, latency, drop, exhaust,
+        primary_status, match."""
+        faults = Faults(**kwargs)
+        with self._faults_lock:
+            self._faults = faults
+            self.creds.exhausted = faults.exhaust
+            self.creds.limit_status = faults.primary_status if faults.exhaust else self._rate_limit_status
+
+    def clear_faults(self) -> None:
+        self.set_faults()
+
+    def faults_snapshot(self) -> Faults:
+        with self._faults_lock:
+            return dataclasses.replace(self._faults)
+
+    def take_fault(self, name: str) -> bool:
+        """Consume one unit of a counted fault (errors, secondary, drop); True when it fires."""
+        with self._faults_lock:
+            left = getattr(self._faults, name)
+            if left > 0:
+                setattr(self._faults, name, left - 1)
+                return True
+            return False

@@ -1,0 +1,416 @@
+"""HTTP layer: routing, authentication, rate limits, fault injection, request log, control API."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
+
+from ._auth import APP_PERMISSION_FOR, PAT_SCOPE_FOR, ApiError, Principal, bad_credentials
+from ._errors import APP_DOCS, DOCS, RUNNER_DOCS, not_found, unprocessable
+from ._state import RUNNER_VERSION, iso, scope_kind
+
+if TYPE_CHECKING:
+    from ._emulator import Emulator
+
+log = logging.getLogger("emulator")
+
+API_VERSIONS = {"2022-11-28", "2026-03-10"}
+SECONDARY_MESSAGE = ("You have exceeded a secondary rate limit. Please wait a few minutes before you try again. "
+                     "If you reach out to GitHub Support for help, please include the request ID {rid}.")
+RATE_DOCS = "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"
+MAX_BODY = 16 << 20
+MAX_LATENCY = 30.0
+
+
+@dataclass
+class Faults:
+    """Injected misbehaviour for /api/v3 requests whose `METHOD template` contains `match` (all when None)."""
+
+    errors: int = 0  # the next N matching requests answer error_status
+    error_status: int = 502
+    secondary: int = 0  # the next N matching requests hit a secondary rate limit
+    secondary_status: int = 403
+    retry_after: int | None = 60
+    latency: float = 0.0  # seconds added to every matching request
+    drop: int = 0  # the next N matching requests: socket closed without an answer
+    exhaust: bool = False  # primary limit reads as exhausted for every principal
+    primary_status: int = 403
+    match: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class RequestLog:
+    def __init__(self, maxlen: int = 5000) -> None:
+        self.lock = threading.Lock()
+        self.entries: deque[dict[str, Any]] = deque(maxlen=maxlen)
+        self.counts: Counter[str] = Counter()
+
+    def add(self, entry: dict[str, Any]) -> None:
+        with self.lock:
+            self.entries.append(entry)
+            self.counts[entry["endpoint"]] += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        with self.lock:
+            return {"counts": dict(self.counts), "log": list(self.entries)}
+
+    def reset(self) -> None:
+        with self.lock:
+            self.entries.clear()
+            self.counts.clear()
+
+
+@dataclass
+class Ctx:
+    h: Handler
+    params: dict[str, str]
+    query: dict[str, list[str]]
+    body: Any
+    principal: Principal | None
+    base_url: str
+    scope: str | None = None
+
+    def q(self, name: str) -> str | None:
+        v = self.query.get(name)
+        return v[0] if v else None
+
+    def json_body(self) -> dict[str, Any]:
+        if not isinstance(self.body, dict):
+            raise ApiError(400, "Problems parsing JSON", DOCS)
+        return self.body
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    raw: bytes | None = None
+    content_type: str = "application/json; charset=utf-8"
+
+
+Handler_t = Callable[[Ctx], Reply]
+
+
+@dataclass
+class Route:
+    method: str
+    template: str
+    regex: re.Pattern[str]
+    fn: Handler_t
+    auth: str  # runners | jwt | remote | runner_admin | ratelimit | control | runner | public
+
+
+def _compile(template: str) -> re.Pattern[str]:
+    pattern = re.sub(r"\\\{(\w+)\\\}", lambda m: f"(?P<{m.group(1)}>[^/]+)", re.escape(template))
+    return re.compile(f"^{pattern}$")
+
+
+PREFIXES = {"repo": "/repos/{owner}/{repo}/actions", "org": "/orgs/{org}/actions",
+            "enterprise": "/enterprises/{enterprise}/actions"}
+
+
+def _scope_of(params: dict[str, str]) -> str | None:
+    if "enterprise" in params:
+        return f"enterprises/{params['enterprise']}"
+    if "owner" in params and "repo" in params:
+        return f"{params['owner']}/{params['repo']}"
+    return params.get("org")
+
+
+def paginate(ctx: Ctx, items: list[Any]) -> tuple[list[Any], dict[str, str]]:
+    """GitHub's per_page/page slicing and its Link header (first/prev/next/last as they apply)."""
+    try:
+        per_page = int(ctx.q("per_page") or 30)
+        page = int(ctx.q("page") or 1)
+    except ValueError:
+        per_page, page = 30, 1
+    per_page = 30 if per_page < 1 else min(per_page, 100)
+    page = max(page, 1)
+    last = max(1, -(-len(items) // per_page))
+    chunk = items[(page - 1) * per_page: page * per_page]
+    path = urlsplit(ctx.h.path).path
+    other = {k: v[0] for k, v in ctx.query.items() if k not in ("page", "per_page")}
+
+    def url(p: int) -> str:
+        return f"{ctx.base_url}{path}?{urlencode({**other, 'per_page': per_page, 'page': p})}"
+
+    links = []
+    if page > 1:
+        links += [f'<{url(min(page - 1, last))}>; rel="prev"']
+    if page < last:
+        links += [f'<{url(page + 1)}>; rel="next"', f'<{url(last)}>; rel="last"']
+    if page > 1:
+        links += [f'<{url(1)}>; rel="first"']
+    return chunk, ({"Link": ", ".join(links)} if links else {})
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, addr: tuple[str, int], emulator: Emulator) -> None:
+        self.emulator = emulator
+        super().__init__(addr, Handler)
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: Server
+    protocol_version = "HTTP/1.1"
+    server_version = "GitHub.com"
+    timeout = 120  # idle keep-alive connections give their thread back
+
+    # Route table is built once by the Emulator (see _routes.py).
+    routes: list[Route] = []
+
+    def version_string(self) -> str:
+        return self.server_version
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        log.debug("event=http_server_message detail=%s", (format % args).replace(" ", "_")[:200])
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    def do_PATCH(self) -> None:
+        self._dispatch("PATCH")
+
+    # -------------------------------------------------------------------------------------
+    def _base_url(self) -> str:
+        emu = self.server.emulator
+        if emu.public_url:
+            return emu.public_url
+        host = self.headers.get("Host")
+        return f"http://{host}" if host else emu.url
+
+    def _dispatch(self, method: str) -> None:
+        emu = self.server.emulator
+        started = time.monotonic()
+        split = urlsplit(self.path)
+        path = split.path
+        query = parse_qs(split.query, keep_blank_values=True)
+        rid = f"{secrets.token_hex(4).upper()}:{secrets.token_hex(4).upper()}"
+        entry: dict[str, Any] = {"time": iso(time.time()), "method": method, "path": path, "request_id": rid}
+        reply: Reply | None
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > MAX_BODY:
+                raise ApiError(413, "Request body too large", DOCS)
+            raw = self.rfile.read(length) if length else b""
+            if path == "/api/v3" or path.startswith("/api/v3/"):
+                api_path = path[len("/api/v3"):] or "/"
+                reply = self._api(method, api_path, query, raw, entry)
+            elif path.startswith("/_emulator/"):
+                reply = self._internal(method, path, query, raw, entry)
+            else:
+                entry["endpoint"] = f"{method} {path}"
+                reply = Reply(404, not_found().body())
+        except ApiError as err:
+            reply = Reply(err.status, err.body(), dict(err.headers))
+        except Exception:  # a bug must answer 500, not kill the connection silently
+            log.exception("event=handler_error method=%s path=%s", method, path)
+            reply = Reply(500, {"message": "Server Error", "documentation_url": DOCS})
+        entry.setdefault("endpoint", f"{method} {path}")
+        entry["status"] = reply.status if reply else "dropped"
+        entry["ms"] = round((time.monotonic() - started) * 1000, 1)
+        if not entry.pop("_skip_log", False):
+            emu.requests.add(entry)
+        log.info("event=request method=%s endpoint=%s status=%s ms=%s principal=%s request_id=%s",
+                 method, entry["endpoint"].split(" ", 1)[1].replace(" ", "_"), entry["status"], entry["ms"],
+                 entry.get("principal", "-"), rid)
+        if reply is None:
+            # Dropped connection: close the socket without a byte of answer.
+            self.close_connection = True
+            return
+        reply.headers.setdefault("X-GitHub-Request-Id", rid)
+        self._send(reply)
+
+    def _send(self, reply: Reply) -> None:
+        data = reply.raw if reply.raw is not None else (
+            b"" if reply.body is None else json.dumps(reply.body).encode())
+        try:
+            self.send_response(reply.status)
+            if reply.status != 204:
+                self.send_header("Content-Type", reply.content_type)
+                self.send_header("Content-Length", str(len(data)))
+            for k, v in reply.headers.items():
+                self.send_header(k, v)
+            self.end_headers()
+            if reply.status != 204 and self.command != "HEAD":
+                self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+    def _match(self, method: str, path: str, internal: bool) -> tuple[Route, dict[str, str]] | None:
+        path_known = False
+        for r in self.routes:
+            if r.template.startswith("/_emulator/") != internal:
+                continue
+            m = r.regex.match(path)
+            if m:
+                if r.method == method:
+                    return r, {k: unquote(v) for k, v in m.groupdict().items()}
+                path_known = True
+        if path_known:
+            raise ApiError(404, "Not Found", DOCS)
+        return None
+
+    # ---- GitHub API ---------------------------------------------------------------------
+    def _api(self, method: str, path: str, query: dict[str, list[str]], raw: bytes,
+             entry: dict[str, Any]) -> Reply | None:
+        emu = self.server.emulator
+        found = self._match(method, path.rstrip("/") or "/", False)
+        if found is None:
+            entry["endpoint"] = f"{method} {path}"
+            raise not_found()
+        route, params = found
+        entry["endpoint"] = f"{method} {route.template}"
+        faults = emu.faults_snapshot()
+        hit = faults.match is None or faults.match in entry["endpoint"]
+        if hit and faults.latency > 0:
+            time.sleep(min(faults.latency, MAX_LATENCY))
+        if hit and emu.take_fault("drop"):
+            entry["fault"] = "drop"
+            return None
+        if hit and emu.take_fault("errors"):
+            entry["fault"] = "error"
+            msg = {502: "Server Error", 503: "Service Unavailable", 504: "Gateway Timeout"}.get(
+                faults.error_status, "Server Error")
+            return Reply(faults.error_status, {"message": msg, "documentation_url": DOCS})
+        if not self.headers.get("User-Agent"):
+            raise ApiError(403, "Request forbidden by administrative rules. Please make sure your request has a "
+                           "User-Agent header (https://docs.github.com/rest/overview/resources-in-the-rest-api"
+                           "#user-agent-required).", DOCS)
+        version = self.headers.get("X-GitHub-Api-Version")
+        if version is not None and version not in API_VERSIONS:
+            raise ApiError(400, f"API version {version} is not supported.", DOCS)
+        body: Any = None
+        if raw:
+            try:
+                body = json.loads(raw)
+            except ValueError as exc:
+                raise ApiError(400, "Problems parsing JSON", DOCS) from exc
+        principal: Principal | None = None
+        headers: dict[str, str] = {"X-GitHub-Api-Version-Selected": version or "2022-11-28",
+                                   "X-GitHub-Media-Type": "github.v3; format=json"}
+        if route.auth != "remote":
+            principal = emu.authenticate(self.headers.get("Authorization"))
+            if principal is None:
+                principal = Principal("anonymous", f"ip:{self.client_address[0]}", limit=60)
+            entry["principal"] = principal.kind
+            if principal.kind == "unknown":
+                raise bad_credentials()
+            if principal.kind == "pat":
+                headers["X-OAuth-Scopes"] = ", ".join(sorted(principal.scopes))
+        ctx = Ctx(self, params, query, body, principal, self._base_url(), _scope_of(params))
+        try:
+            if principal is not None and route.auth != "ratelimit":
+                headers.update(emu.creds.consume(principal))
+            if hit and emu.take_fault("secondary"):
+                entry["fault"] = "secondary"
+                extra = {"retry-after": str(faults.retry_after)} if faults.retry_after is not None else {}
+                raise ApiError(faults.secondary_status, SECONDARY_MESSAGE.format(rid=entry["request_id"]),
+                               RATE_DOCS + "#about-secondary-rate-limits", headers=extra)
+            self._authorize(route, ctx, method, headers)
+            reply = route.fn(ctx)
+        except ApiError as err:
+            err.headers = {**headers, **err.headers}
+            raise
+        reply.headers = {**headers, **reply.headers}
+        return reply
+
+    def _authorize(self, route: Route, ctx: Ctx, method: str, headers: dict[str, str]) -> None:
+        p = ctx.principal
+        if route.auth in ("public", "ratelimit", "remote"):
+            return
+        if p is None or p.kind == "anonymous":
+            raise ApiError(401, "Requires authentication", DOCS)
+        if route.auth == "jwt":
+            if p.kind != "jwt":
+                raise ApiError(401, "A JSON web token could not be decoded", APP_DOCS)
+            return
+        if route.auth == "runner_admin":
+            if p.kind != "runner_admin":
+                raise bad_credentials()
+            return
+        # Runner endpoints.
+        assert ctx.scope is not None
+        kind = scope_kind(ctx.scope) if "/" not in ctx.scope or ctx.scope.startswith("enterprises/") else "repo"
+        if p.kind == "pat":
+            needed = PAT_SCOPE_FOR[kind]
+            headers["X-Accepted-OAuth-Scopes"] = needed
+            if needed not in p.scopes:
+                raise ApiError(403, "Resource not accessible by personal access token", RUNNER_DOCS,
+                               headers={"X-Accepted-OAuth-Scopes": needed})
+            return
+        if p.kind == "runner_admin":
+            # The token config.sh gets from runner-registration: reads and delete on its own scope only.
+            ok_templates = ("/runners", "/runner-groups", "/runners/{runner_id}")
+            if p.scope == ctx.scope.lower() and any(route.template.endswith(t) for t in ok_templates) \
+                    and method in ("GET", "DELETE"):
+                return
+            raise ApiError(403, "Resource not accessible by integration", RUNNER_DOCS)
+        if p.kind == "installation":
+            assert p.installation is not None
+            owner = ctx.scope.split("/")[0].lower()
+            perm = APP_PERMISSION_FOR.get(kind)
+            level = p.installation.permissions.get(perm or "", "")
+            need = "read" if method == "GET" else "write"
+            if kind == "enterprise" or p.installation.account != owner or \
+                    {"read": 1, "write": 2, "admin": 3}.get(level, 0) < {"read": 1, "write": 2}[need]:
+                raise ApiError(403, "Resource not accessible by integration", RUNNER_DOCS)
+            return
+        raise ApiError(403, "Resource not accessible by integration", RUNNER_DOCS)
+
+    # ---- control API and runner protocol ------------------------------------------------
+    def _internal(self, method: str, path: str, query: dict[str, list[str]], raw: bytes,
+                  entry: dict[str, Any]) -> Reply:
+        emu = self.server.emulator
+        found = self._match(method, path.rstrip("/"), True)
+        if found is None:
+            raise not_found()
+        route, params = found
+        entry["endpoint"] = f"{method} {route.template}"
+        if route.template == "/_emulator/requests":
+            entry["_skip_log"] = True  # reading the log must not change it
+        body: Any = None
+        if raw:
+            try:
+                body = json.loads(raw)
+            except ValueError as exc:
+                raise ApiError(400, "Problems parsing JSON", DOCS) from exc
+        ctx = Ctx(self, params, query, body, None, self._base_url())
+        auth = self.headers.get("Authorization") or ""
+        token = auth.split(None, 1)[1].strip() if len(auth.split(None, 1)) == 2 else ""
+        if route.auth == "control":
+            if not secrets.compare_digest(token.encode(), emu.admin_token.encode()):
+                raise ApiError(401, "The control API wants the admin token as a Bearer token.", DOCS)
+            entry["principal"] = "admin"
+        elif route.auth == "runner":
+            runner = emu.state.runner_by_secret(token) if token else None
+            if runner is None:
+                raise ApiError(401, "Bad credentials: unknown or deleted runner registration.", RUNNER_DOCS)
+            entry["principal"] = "runner"
+            ctx.params["_runner_id"] = str(runner.id)
+        return route.fn(ctx)
