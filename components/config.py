@@ -1,0 +1,615 @@
+"""Stack configuration: parse and validate ``ghr:*`` config into typed, frozen values.
+
+Pure (no Pulumi runtime, no network, no Docker): ``__main__.py`` reads the raw values and
+calls :func:`parse_config`; unit tests call it directly. Every problem is reported at once
+as a :class:`ConfigError` whose lines read ``<key path>: <what is wrong> (got <value>);
+<how to fix>`` - e.g. ``ghr:pools[1].container.gpus``. Secret values are never echoed.
+
+Keys are camelCase in ``Pulumi.<stack>.yaml`` (Pulumi's convention); snake_case spellings
+are accepted too. The container settings are the pool spec's (``pool_manager.spec``) and
+are validated by ``pool_manager.spec.load_spec`` when it is importable, so the program and
+the manager agree on one set of rules.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .docker._connection import validate_host_spec
+
+NAMESPACE = "ghr"
+SECRET = "[secret]"
+
+DEFAULT_BASE_IMAGE = "ghr-base:bookworm"
+DEFAULT_RUNNER_VERSION = "2.337.0"
+KNOWN_RUNNER_SHA256 = {
+    "2.337.0": "70920811a4f8ad4328818682bca5c6469c1c942fab52448868071d0063816613",
+    "2.335.1": "4ef2f25285f0ae4477f1fe1e346db76d2f3ebf03824e2ddd1973a2819bf6c8cf",
+}
+MIN_RUNNER_VERSION = (2, 329, 0)
+RUNNER_URL_TEMPLATE = (
+    "https://github.com/actions/runner/releases/download/v{version}/actions-runner-linux-x64-{version}.tar.gz"
+)
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,19}$")
+_VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]*(=[A-Za-z0-9.+~:-]+)?$")
+_NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_SCOPE_PATH = re.compile(r"^/(enterprises/[A-Za-z0-9][A-Za-z0-9_-]*|[A-Za-z0-9][A-Za-z0-9_-]*(/[A-Za-z0-9._-]+)?)/?$")
+
+GITHUB_KEYS = {"scope", "apiUrl", "token", "appId", "privateKey", "installationId"}
+HOST_KEYS = {"name", "url", "sshOptions", "tls", "socketPath"}
+TLS_KEYS = {"ca", "cert", "key"}
+POOL_KEYS = {"name", "hosts", "slots", "labels", "runnerGroup", "image", "container", "drainTimeout", "metricsPort"}
+IMAGE_KEYS = {"base", "runnerVersion", "runnerSha256", "runnerUrl", "extraPackages"}
+CONTAINER_KEYS = {
+    "cpus", "memory", "pidsLimit", "shmSize", "gpus", "gpuPerSlot", "volumes", "env", "networkMode",
+    "hardened", "noNewPrivileges", "capDrop", "capAdd", "runtime", "labels",
+}
+VOLUME_KEYS = {"type", "source", "target", "readOnly", "size"}
+TOP_KEYS = {"github", "hosts", "pools", "runnerVersionCheck", "managerNetworkMode"}
+
+
+# ---- errors ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    message: str
+    fix: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" + (f"; {self.fix}" if self.fix else "")
+
+
+class ConfigError(ValueError):
+    """Invalid stack configuration; ``problems`` lists every finding with its key path."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"invalid stack configuration ({len(self.problems)} problem(s)), nothing was changed:\n{lines}")
+
+    @property
+    def paths(self) -> list[str]:
+        return [p.path for p in self.problems]
+
+
+# ---- typed values ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class GitHubConfig:
+    scope_url: str
+    api_url: str | None
+    auth: str  # "pat" | "app"
+    token: str | None = field(default=None, repr=False)
+    app_id: int | str | None = None
+    private_key: str | None = field(default=None, repr=False)
+    installation_id: int | None = None
+    scope_kind: str = "org"
+
+
+@dataclass(frozen=True)
+class HostConfig:
+    name: str
+    url: str
+    ssh_options: tuple[str, ...] = ()
+    tls: Mapping[str, str] | None = field(default=None, repr=False)
+    socket_path: str = "/var/run/docker.sock"
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    base: str = DEFAULT_BASE_IMAGE
+    runner_version: str = DEFAULT_RUNNER_VERSION
+    runner_sha256: str = KNOWN_RUNNER_SHA256[DEFAULT_RUNNER_VERSION]
+    runner_url: str = RUNNER_URL_TEMPLATE.format(version=DEFAULT_RUNNER_VERSION)
+    extra_packages: tuple[str, ...] = ()
+
+    def build_args(self) -> dict[str, str]:
+        return {
+            "BASE_IMAGE": self.base,
+            "RUNNER_VERSION": self.runner_version,
+            "RUNNER_SHA256": self.runner_sha256,
+            "RUNNER_URL": self.runner_url,
+            "EXTRA_PACKAGES": " ".join(self.extra_packages),
+        }
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    name: str
+    hosts: tuple[str, ...]
+    slots: int
+    labels: tuple[str, ...]
+    runner_group: str = "Default"
+    image: ImageConfig = field(default_factory=ImageConfig)
+    container: Mapping[str, Any] = field(default_factory=dict)  # pool-spec form (snake_case)
+    drain_timeout: int = 600
+    metrics_port: int = 9101
+
+    def name_prefix(self, stack: str, host: str) -> str:
+        return f"{stack}-{self.name}-{host}"
+
+
+@dataclass(frozen=True)
+class FleetConfig:
+    stack: str
+    github: GitHubConfig
+    hosts: tuple[HostConfig, ...]
+    pools: tuple[PoolConfig, ...]
+    runner_version_check: bool = True
+    manager_network_mode: str = "host"
+
+    def host(self, name: str) -> HostConfig:
+        return next(h for h in self.hosts if h.name == name)
+
+
+# ---- helpers -----------------------------------------------------------------------------
+
+def _snake(key: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
+
+
+def _camel(key: str) -> str:
+    head, *rest = key.split("_")
+    return head + "".join(p[:1].upper() + p[1:] for p in rest)
+
+
+def _normalise(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """Accept snake_case spellings of camelCase keys (shallow)."""
+    return {(_camel(k) if isinstance(k, str) and "_" in k else k): v for k, v in obj.items()}
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _spec_path_to_config(field_path: str) -> str:
+    """``container.volumes[1].read_only`` -> ``container.volumes[1].readOnly``."""
+    parts = re.split(r"(\.|\[\d+\])", field_path)
+    return "".join(_camel(p) if p and not p.startswith(("[", ".")) else p for p in parts)
+
+
+class _Checker:
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+
+    def add(self, path: str, message: str, fix: str = "") -> None:
+        self.problems.append(Problem(path, message, fix))
+
+    def unknown_keys(self, obj: Mapping[str, Any], allowed: set[str], path: str) -> None:
+        for key in obj:
+            if key not in allowed:
+                close = [a for a in sorted(allowed) if a.lower() == str(key).lower().replace("_", "")]
+                hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(sorted(allowed))}"
+                self.add(f"{path}.{key}", "is not a known setting", hint)
+
+    def mapping(self, value: Any, path: str, fix: str) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        if not isinstance(value, Mapping):
+            self.add(path, f"expected an object, got {_show(value)}", fix)
+            return None
+        return _normalise(value)
+
+    def int_in(self, value: Any, path: str, lo: int, hi: int, default: int) -> int:
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.add(path, f"expected a whole number, got {_show(value)}", f"use an integer between {lo} and {hi}")
+            return default
+        if not lo <= value <= hi:
+            self.add(path, f"{value} is out of range", f"use an integer between {lo} and {hi}")
+            return default
+        return value
+
+    def string(self, value: Any, path: str, fix: str, *, required: bool = True, default: str | None = None) -> str | None:
+        if value is None:
+            if required:
+                self.add(path, "is required", fix)
+            return default
+        if not isinstance(value, str) or not value.strip():
+            self.add(path, f"expected a non-empty string, got {_show(value)}", fix)
+            return default
+        return value.strip()
+
+
+# ---- sections ------------------------------------------------------------------------------
+
+def _parse_github(c: _Checker, raw: Any, secret_keys: set[str]) -> GitHubConfig | None:
+    path = f"{NAMESPACE}:github"
+    fix_root = "set it in Pulumi.<stack>.yaml, e.g. ghr:github: {scope: https://github.com/acme}"
+    if raw is None:
+        c.add(path, "is required", fix_root)
+        return None
+    gh = c.mapping(raw, path, fix_root)
+    if gh is None:
+        return None
+    c.unknown_keys(gh, GITHUB_KEYS, path)
+    scope = c.string(gh.get("scope"), f"{path}.scope",
+                     "use https://github.com/ORG, https://github.com/OWNER/REPO or https://github.com/enterprises/SLUG")
+    api_url = c.string(gh.get("apiUrl"), f"{path}.apiUrl", "use https://HOST/api/v3 for GitHub Enterprise Server",
+                       required=False)
+    kind = "org"
+    if scope:
+        parts = urllib.parse.urlsplit(scope)
+        if parts.scheme not in ("http", "https") or not parts.hostname or not _SCOPE_PATH.match(parts.path or ""):
+            c.add(f"{path}.scope", f"is not a runner scope URL (got {_show(scope)})",
+                  "use https://github.com/ORG, https://github.com/OWNER/REPO or https://github.com/enterprises/SLUG")
+        else:
+            segs = [s for s in parts.path.split("/") if s]
+            kind = "enterprise" if segs[0] == "enterprises" else ("repo" if len(segs) == 2 else "org")
+            if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+                c.add(f"{path}.scope", f"uses plain http to a non-loopback host (got {_show(scope)})",
+                      "use https:// (plain http is only allowed for a local emulator)")
+    if api_url:
+        ap = urllib.parse.urlsplit(api_url)
+        if ap.scheme not in ("http", "https") or not ap.hostname or ap.username or ap.query:
+            c.add(f"{path}.apiUrl", f"is not an API root URL (got {_show(api_url)})",
+                  "use https://HOST/api/v3 (no credentials, no query)")
+    token = gh.get("token")
+    app_id = gh.get("appId")
+    key = gh.get("privateKey")
+    inst = gh.get("installationId")
+    secret = f"{NAMESPACE}:github" in secret_keys
+    auth = "pat"
+    if token is not None and (app_id is not None or key is not None):
+        c.add(path, "has both a token and GitHub App settings",
+              "keep either ghr:github.token (PAT) or ghr:github.appId + ghr:github.privateKey (GitHub App)")
+    elif token is not None:
+        if not isinstance(token, str) or not token.strip():
+            c.add(f"{path}.token", f"expected a non-empty token, got {SECRET}",
+                  "pulumi config set --secret --path ghr:github.token <PAT>")
+        elif not secret:
+            c.add(f"{path}.token", "is stored in plain text",
+                  "store it encrypted: pulumi config set --secret --path ghr:github.token <PAT>")
+    elif app_id is not None or key is not None:
+        auth = "app"
+        if app_id is None:
+            c.add(f"{path}.appId", "is required with a private key", "set ghr:github.appId to the App's id (a number)")
+        elif isinstance(app_id, bool) or not (
+            (isinstance(app_id, int) and app_id > 0) or (isinstance(app_id, str) and re.match(r"^(\d+|Iv[0-9a-zA-Z.]+)$", app_id))
+        ):
+            c.add(f"{path}.appId", f"expected the App id (a positive number) or client id, got {_show(app_id)}",
+                  "copy it from the App's settings page")
+        if key is None:
+            c.add(f"{path}.privateKey", "is required with an App id",
+                  "pulumi config set --secret --path ghr:github.privateKey < app.private-key.pem")
+        elif not isinstance(key, str) or "PRIVATE KEY-----" not in key:
+            c.add(f"{path}.privateKey", f"is not a PEM private key (got {SECRET})",
+                  "paste the whole .pem the App settings page downloaded, BEGIN and END lines included")
+        elif not secret:
+            c.add(f"{path}.privateKey", "is stored in plain text",
+                  "store it encrypted: pulumi config set --secret --path ghr:github.privateKey < key.pem")
+        if inst is not None and (isinstance(inst, bool) or not isinstance(inst, int) or inst <= 0):
+            c.add(f"{path}.installationId", f"expected a positive number, got {_show(inst)}",
+                  "remove it to look the installation up automatically")
+        if kind == "enterprise":
+            c.add(f"{path}.appId", "GitHub App tokens are not accepted for enterprise runners",
+                  "use a classic PAT with manage_runners:enterprise in ghr:github.token")
+    else:
+        c.add(path, "has no credentials",
+              "set a PAT (pulumi config set --secret --path ghr:github.token <PAT>) or a GitHub App "
+              "(ghr:github.appId and --secret ghr:github.privateKey)")
+    if inst is not None and auth == "pat":
+        c.add(f"{path}.installationId", "only applies to GitHub App auth", "remove it, or configure appId + privateKey")
+    if not scope:
+        return None
+    return GitHubConfig(
+        scope_url=scope, api_url=api_url, auth=auth,
+        token=token if auth == "pat" else None,
+        app_id=app_id if auth == "app" else None,
+        private_key=key if auth == "app" else None,
+        installation_id=inst if auth == "app" else None,
+        scope_kind=kind,
+    )
+
+
+def _parse_hosts(c: _Checker, raw: Any, secret_keys: set[str]) -> list[HostConfig]:
+    path = f"{NAMESPACE}:hosts"
+    if raw is None:
+        return [HostConfig(name="local", url="unix:///var/run/docker.sock")]
+    if not isinstance(raw, list) or not raw:
+        c.add(path, f"expected a non-empty list of hosts, got {_show(raw)}",
+              "e.g. ghr:hosts: [{name: local, url: unix:///var/run/docker.sock}]")
+        return []
+    hosts: list[HostConfig] = []
+    seen: set[str] = set()
+    for i, item in enumerate(raw):
+        hp = f"{path}[{i}]"
+        h = c.mapping(item, hp, "each host is {name, url[, sshOptions][, tls]}")
+        if h is None:
+            continue
+        c.unknown_keys(h, HOST_KEYS, hp)
+        name = c.string(h.get("name"), f"{hp}.name", "give the host a short name like gpu1")
+        if name and not _NAME.match(name):
+            c.add(f"{hp}.name", f"got {_show(name)}", "use 1-20 lowercase letters, digits or '-'")
+        if name in seen:
+            c.add(f"{hp}.name", f"host {name!r} is defined twice", "give every host a unique name")
+        seen.add(name or "")
+        url = c.string(h.get("url"), f"{hp}.url",
+                       "use unix:///var/run/docker.sock, ssh://user@host[:port] or tcp://host:2376")
+        ssh_options = h.get("sshOptions") or []
+        if not isinstance(ssh_options, list):
+            c.add(f"{hp}.sshOptions", f"expected a list of Key=Value strings, got {_show(ssh_options)}",
+                  "e.g. [StrictHostKeyChecking=accept-new, IdentityFile=~/.ssh/id_ed25519]")
+            ssh_options = []
+        tls = h.get("tls")
+        if tls is not None:
+            if not isinstance(tls, Mapping):
+                c.add(f"{hp}.tls", f"expected {{ca, cert, key}}, got {SECRET}", "set each as a secret PEM")
+                tls = None
+            else:
+                c.unknown_keys(tls, TLS_KEYS, f"{hp}.tls")
+                for k in ("ca", "cert", "key"):
+                    v = tls.get(k)
+                    if not isinstance(v, str) or "-----BEGIN" not in v:
+                        c.add(f"{hp}.tls.{k}", f"is missing or not PEM (got {SECRET})",
+                              f"pulumi config set --secret --path '{hp}.tls.{k}' < {k}.pem")
+                if f"{NAMESPACE}:hosts" not in secret_keys and tls.get("key"):
+                    c.add(f"{hp}.tls.key", "is stored in plain text",
+                          f"store it encrypted: pulumi config set --secret --path '{hp}.tls.key' < key.pem")
+        if url:
+            for problem in validate_host_spec(url, [str(o) for o in ssh_options],
+                                              tls if isinstance(tls, Mapping) else None):
+                if "TLS material is missing" in problem:
+                    continue  # reported per key above
+                where = f"{hp}.sshOptions" if "ssh option" in problem else (
+                    f"{hp}.tls" if problem.startswith("TLS") else f"{hp}.url")
+                c.add(where, problem)
+        socket_path = c.string(h.get("socketPath"), f"{hp}.socketPath", "the Docker socket path on that host",
+                               required=False, default=None)
+        if socket_path is None:
+            parsed = urllib.parse.urlparse(url or "")
+            socket_path = parsed.path if parsed.scheme == "unix" and parsed.path else "/var/run/docker.sock"
+        if name and url:
+            hosts.append(HostConfig(name=name, url=url, ssh_options=tuple(str(o) for o in ssh_options),
+                                    tls=dict(tls) if isinstance(tls, Mapping) else None, socket_path=socket_path))
+    return hosts
+
+
+def _version_tuple(version: str) -> tuple[int, int, int] | None:
+    m = _VERSION.match(version)
+    return (int(m.group(1)), int(m.group(2)), int(m.group(3))) if m else None
+
+
+def _parse_image(c: _Checker, raw: Any, path: str) -> ImageConfig:
+    img = c.mapping(raw, path, "image: {base, runnerVersion, runnerSha256, runnerUrl, extraPackages}") or {}
+    c.unknown_keys(img, IMAGE_KEYS, path)
+    base = c.string(img.get("base"), f"{path}.base", "an image reference like ghr-base:bookworm or ubuntu:24.04",
+                    required=False, default=DEFAULT_BASE_IMAGE) or DEFAULT_BASE_IMAGE
+    if re.search(r"\s", base):
+        c.add(f"{path}.base", f"is not an image reference (got {_show(base)})", "e.g. ubuntu:24.04")
+    version = c.string(img.get("runnerVersion"), f"{path}.runnerVersion", "e.g. 2.337.0",
+                       required=False, default=DEFAULT_RUNNER_VERSION) or DEFAULT_RUNNER_VERSION
+    vt = _version_tuple(version)
+    if vt is None:
+        c.add(f"{path}.runnerVersion", f"expected a version like 2.337.0, got {_show(version)}",
+              "use the number of an actions/runner release, without a leading v")
+    elif vt < MIN_RUNNER_VERSION:
+        c.add(f"{path}.runnerVersion", f"runner {version} can no longer register with GitHub",
+              "use 2.329.0 or newer (GitHub refuses older runners)")
+    sha = img.get("runnerSha256")
+    url = img.get("runnerUrl")
+    if sha is None:
+        sha = KNOWN_RUNNER_SHA256.get(version)
+        if sha is None:
+            c.add(f"{path}.runnerSha256", f"is required for runner {version} (no known checksum)",
+                  "copy the SHA-256 of actions-runner-linux-x64-<version>.tar.gz from the release notes")
+    elif not isinstance(sha, str) or not _SHA256.match(sha):
+        c.add(f"{path}.runnerSha256", f"expected 64 lowercase hex digits, got {_show(sha)}",
+              "copy the SHA-256 from the runner release notes")
+    if url is None:
+        url = RUNNER_URL_TEMPLATE.format(version=version)
+    elif not isinstance(url, str) or urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        c.add(f"{path}.runnerUrl", f"expected an http(s) URL of the runner tarball, got {_show(url)}",
+              "leave it out to download from github.com/actions/runner releases")
+    pkgs = img.get("extraPackages") or []
+    if not isinstance(pkgs, list):
+        c.add(f"{path}.extraPackages", f"expected a list of Debian/Ubuntu package names, got {_show(pkgs)}",
+              "e.g. [build-essential, python3-venv]")
+        pkgs = []
+    for j, p in enumerate(pkgs):
+        if not isinstance(p, str) or not _PACKAGE.match(p):
+            c.add(f"{path}.extraPackages[{j}]", f"is not an apt package name, got {_show(p)}",
+                  "use names like build-essential or libssl-dev (optionally name=version)")
+    return ImageConfig(base=base, runner_version=version, runner_sha256=str(sha or ""), runner_url=str(url),
+                       extra_packages=tuple(str(p) for p in pkgs))
+
+
+def _container_to_spec(c: _Checker, raw: Any, path: str) -> dict[str, Any]:
+    cont = c.mapping(raw, path, "container: {cpus, memory, gpus, volumes, ...}") or {}
+    c.unknown_keys(cont, CONTAINER_KEYS, path)
+    out: dict[str, Any] = {}
+    for key, value in cont.items():
+        if key not in CONTAINER_KEYS:
+            continue
+        if key == "volumes" and isinstance(value, list):
+            vols = []
+            for j, v in enumerate(value):
+                if isinstance(v, Mapping):
+                    nv = _normalise(v)
+                    c.unknown_keys(nv, VOLUME_KEYS, f"{path}.volumes[{j}]")
+                    vols.append({_snake(k): x for k, x in nv.items()})
+                else:
+                    vols.append(v)
+            value = vols
+        elif key == "gpus" and isinstance(value, Mapping):
+            value = {_snake(k): x for k, x in _normalise(value).items()}
+        out[_snake(key)] = value
+    if out.get("privileged"):
+        c.add(f"{path}.privileged", "privileged runner containers are not supported", "remove it")
+    for j, v in enumerate(out.get("volumes") or []):
+        if isinstance(v, Mapping) and str(v.get("source", "")).rstrip("/") in ("/var/run/docker.sock", "/run/docker.sock"):
+            c.add(f"{path}.volumes[{j}].source", "mounts the host's Docker socket into every job (root on the host)",
+                  "remove it; Docker inside jobs needs a per-job sidecar or the sysbox runtime")
+    return out
+
+
+def _parse_pools(c: _Checker, raw: Any, hosts: Sequence[HostConfig], github: GitHubConfig | None,
+                 host_names_ok: bool) -> list[PoolConfig]:
+    path = f"{NAMESPACE}:pools"
+    if raw is None:
+        c.add(path, "is required", "define at least one pool: ghr:pools: [{name: cpu, slots: 2, labels: [self-hosted, linux]}]")
+        return []
+    if not isinstance(raw, list) or not raw:
+        c.add(path, f"expected a non-empty list of pools, got {_show(raw)}",
+              "e.g. ghr:pools: [{name: cpu, slots: 2, labels: [self-hosted, linux]}]")
+        return []
+    host_names = [h.name for h in hosts]
+    pools: list[PoolConfig] = []
+    seen: set[str] = set()
+    ports: dict[tuple[str, int], str] = {}
+    for i, item in enumerate(raw):
+        pp = f"{path}[{i}]"
+        p = c.mapping(item, pp, "each pool is {name, slots, labels, ...}")
+        if p is None:
+            continue
+        c.unknown_keys(p, POOL_KEYS, pp)
+        name = c.string(p.get("name"), f"{pp}.name", "give the pool a short name like cpu or gpu")
+        if name and not _NAME.match(name):
+            c.add(f"{pp}.name", f"got {_show(name)}", "use 1-20 lowercase letters, digits or '-'")
+        if name in seen:
+            c.add(f"{pp}.name", f"pool {name!r} is defined twice", "give every pool a unique name")
+        seen.add(name or "")
+        ph = p.get("hosts")
+        if ph is None:
+            ph = host_names[:1]
+        if not isinstance(ph, list) or not ph:
+            c.add(f"{pp}.hosts", f"expected a non-empty list of host names, got {_show(ph)}",
+                  f"pick from: {', '.join(host_names) or '(define ghr:hosts first)'}")
+            ph = []
+        for j, hn in enumerate(ph):
+            if host_names_ok and hn not in host_names:
+                c.add(f"{pp}.hosts[{j}]", f"names no host defined in ghr:hosts (got {_show(hn)})",
+                      f"use one of: {', '.join(host_names)}")
+        if len(set(map(str, ph))) != len(ph):
+            c.add(f"{pp}.hosts", "lists a host twice", "list each host once")
+        slots = c.int_in(p.get("slots"), f"{pp}.slots", 1, 64, 1)
+        if p.get("slots") is None:
+            c.add(f"{pp}.slots", "is required", "set how many runners this pool keeps per host, e.g. slots: 2")
+        labels = p.get("labels")
+        if not isinstance(labels, list) or not labels:
+            c.add(f"{pp}.labels", f"expected a non-empty list of runner labels, got {_show(labels)}",
+                  "e.g. labels: [self-hosted, linux, x64]")
+            labels = []
+        elif len(labels) > 100:
+            c.add(f"{pp}.labels", f"has {len(labels)} labels", "GitHub accepts at most 100")
+        for j, lab in enumerate(labels):
+            if not isinstance(lab, str) or not lab.strip() or "," in lab or len(lab) > 256:
+                c.add(f"{pp}.labels[{j}]", f"is not a valid label (got {_show(lab)})",
+                      "use a non-empty string without commas, at most 256 characters")
+        lower = [str(x).lower() for x in labels]
+        if len(set(lower)) != len(lower):
+            c.add(f"{pp}.labels", "lists a label twice (labels are case-insensitive)", "remove the duplicate")
+        group = c.string(p.get("runnerGroup"), f"{pp}.runnerGroup", "the name of an organisation runner group",
+                         required=False, default="Default") or "Default"
+        if github is not None and github.scope_kind == "repo" and group.lower() != "default":
+            c.add(f"{pp}.runnerGroup", f"repository runners can only join the Default group (got {_show(group)})",
+                  "remove runnerGroup, or use an organisation scope")
+        image = _parse_image(c, p.get("image"), f"{pp}.image")
+        container = _container_to_spec(c, p.get("container"), f"{pp}.container")
+        drain = c.int_in(p.get("drainTimeout"), f"{pp}.drainTimeout", 0, 86400, 600)
+        port = c.int_in(p.get("metricsPort"), f"{pp}.metricsPort", 1024, 65535, 9101 + i)
+        for hn in ph:
+            other = ports.get((str(hn), port))
+            if other is not None:
+                c.add(f"{pp}.metricsPort", f"{port} is already used by pool {other!r} on host {hn!r}",
+                      "give each pool on a host its own metricsPort")
+            ports[(str(hn), port)] = name or "?"
+        if name:
+            pools.append(PoolConfig(name=name, hosts=tuple(str(h) for h in ph), slots=slots,
+                                    labels=tuple(str(x) for x in labels), runner_group=group, image=image,
+                                    container=container, drain_timeout=drain, metrics_port=port))
+    return pools
+
+
+# ---- the pool spec -----------------------------------------------------------------------------
+
+def pool_spec(fleet: FleetConfig, pool: PoolConfig, host: str, image: str) -> dict[str, Any]:
+    """The JSON document the manager of ``pool`` on ``host`` reads (design.md, "Pool spec")."""
+    return {
+        "pool": pool.name,
+        "stack": fleet.stack,
+        "host": host,
+        "scope_url": fleet.github.scope_url,
+        "api_url": fleet.github.api_url,
+        "name_prefix": pool.name_prefix(fleet.stack, host),
+        "labels": list(pool.labels),
+        "runner_group": pool.runner_group,
+        "slots": pool.slots,
+        "image": image,
+        "container": dict(pool.container),
+        "drain_timeout": pool.drain_timeout,
+        "metrics_port": pool.metrics_port,
+    }
+
+
+def _validate_specs(c: _Checker, fleet: FleetConfig, index: Mapping[str, int]) -> None:
+    """Delegate the container settings to pool_manager.spec.load_spec (one set of rules)."""
+    try:
+        from pool_manager.spec import SpecError, load_spec
+    except ImportError:  # pragma: no cover - pool_manager not importable: structural checks only
+        return
+    for i, pool in enumerate(fleet.pools):
+        for host in pool.hosts[:1]:
+            spec = pool_spec(fleet, pool, host, f"ghr-runner:{fleet.stack}-{pool.name}")
+            try:
+                load_spec(spec)
+            except SpecError as exc:
+                fld = _spec_path_to_config(exc.field)
+                c.add(f"{NAMESPACE}:pools[{index.get(pool.name, i)}].{fld}", exc.reason)
+
+
+# ---- entry point -------------------------------------------------------------------------------
+
+def parse_config(raw: Mapping[str, Any], stack: str, secret_keys: Sequence[str] = ()) -> FleetConfig:
+    """Validate the ``ghr:*`` configuration (keys without the namespace) and return it typed.
+
+    ``raw`` maps ``github``, ``hosts``, ``pools``, ... to their parsed values; ``secret_keys``
+    lists the fully-qualified keys Pulumi holds as secrets (``ghr:github``...).
+    Raises :class:`ConfigError` listing every problem.
+    """
+    c = _Checker()
+    secrets = set(secret_keys)
+    raw = dict(raw)
+    for key in raw:
+        if key not in TOP_KEYS:
+            close = [a for a in sorted(TOP_KEYS) if a.lower() == key.lower().replace("_", "")]
+            c.add(f"{NAMESPACE}:{key}", "is not a known setting",
+                  f"did you mean {NAMESPACE}:{close[0]}?" if close else f"known keys: {', '.join(sorted(TOP_KEYS))}")
+    github = _parse_github(c, raw.get("github"), secrets)
+    hosts = _parse_hosts(c, raw.get("hosts"), secrets)
+    pools = _parse_pools(c, raw.get("pools"), hosts, github, host_names_ok=bool(hosts))
+    check = raw.get("runnerVersionCheck", True)
+    if not isinstance(check, bool):
+        c.add(f"{NAMESPACE}:runnerVersionCheck", f"expected true or false, got {_show(check)}")
+        check = True
+    mnm = raw.get("managerNetworkMode", "host")
+    if mnm not in ("host", "bridge"):
+        c.add(f"{NAMESPACE}:managerNetworkMode", f"expected host or bridge, got {_show(mnm)}")
+        mnm = "host"
+    if not _NAME_OK.match(stack or ""):
+        c.add("stack", f"stack name {stack!r} cannot be used in container and runner names",
+              "use letters, digits, '.', '_' or '-'")
+    placeholder = GitHubConfig(scope_url="https://github.com/placeholder", api_url=None, auth="pat")
+    fleet = FleetConfig(stack=stack if _NAME_OK.match(stack or "") else "stack", github=github or placeholder,
+                        hosts=tuple(hosts), pools=tuple(pools), runner_version_check=check, manager_network_mode=mnm)
+    index = {p.get("name"): i for i, p in enumerate(raw.get("pools") or []) if isinstance(p, Mapping)}
+    _validate_specs(c, fleet, index)
+    if c.problems:
+        raise ConfigError(c.problems)
+    return fleet
+
+
+__all__ = [
+    "ConfigError", "FleetConfig", "GitHubConfig", "HostConfig", "ImageConfig", "PoolConfig", "Problem",
+    "parse_config", "pool_spec",
+]

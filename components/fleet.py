@@ -1,0 +1,84 @@
+"""Fleet: the top-level component - credentials, then per pool and host the images, the
+registration and the manager container."""
+
+from __future__ import annotations
+
+from typing import Any, NotRequired, TypedDict
+
+import pulumi
+
+from .config import FleetConfig, pool_spec
+from .credentials import GitHubCredentials
+from .image import RunnerImage
+from .pool import RunnerPool
+
+
+class FleetArgs(TypedDict):
+    config: FleetConfig
+    runner_context: NotRequired[str]
+    manager_context: NotRequired[str]
+
+
+class Fleet(pulumi.ComponentResource):
+    """Everything one stack declares. ``pools`` is {pool: {host: {images, manager, registration}}}."""
+
+    pools: pulumi.Output[dict[str, Any]]
+    scope_url: pulumi.Output[str]
+
+    def __init__(self, name: str, args: FleetArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("ghr:index:Fleet", name, None, opts)
+        cfg = args.get("config")
+        if not isinstance(cfg, FleetConfig):
+            raise TypeError("Fleet: args['config'] must be a FleetConfig from components.parse_config")
+        gh = cfg.github
+        cred_args: dict[str, Any] = {"scope_url": gh.scope_url, "api_url": gh.api_url}
+        if gh.auth == "pat":
+            cred_args["token"] = pulumi.Output.secret(gh.token)
+        else:
+            cred_args.update(app_id=gh.app_id, private_key=pulumi.Output.secret(gh.private_key),
+                             installation_id=gh.installation_id)
+        self.credentials = GitHubCredentials(f"{name}-github", cred_args, pulumi.ResourceOptions(parent=self))
+
+        hosts: dict[str, dict[str, Any]] = {}
+        for h in cfg.hosts:
+            hosts[h.name] = {"url": h.url, "ssh_options": list(h.ssh_options),
+                             "tls": pulumi.Output.secret(dict(h.tls)) if h.tls else None}
+
+        outputs: dict[str, dict[str, Any]] = {}
+        self.pool_resources: dict[tuple[str, str], RunnerPool] = {}
+        self.images: dict[tuple[str, str], RunnerImage] = {}
+        for pool in cfg.pools:
+            outputs[pool.name] = {}
+            for host_name in pool.hosts:
+                host_cfg = cfg.host(host_name)
+                base = f"{name}-{pool.name}-{host_name}"
+                image = RunnerImage(f"{base}-image", {
+                    "stack": cfg.stack, "pool": pool.name, "host_name": host_name, "host": hosts[host_name],
+                    "build_args": pool.image.build_args(), "manager_base_image": pool.image.base,
+                    **({"runner_context": args["runner_context"]} if args.get("runner_context") else {}),
+                    **({"manager_context": args["manager_context"]} if args.get("manager_context") else {}),
+                }, pulumi.ResourceOptions(parent=self))
+                spec = pool_spec(cfg, pool, host_name, image="")
+                spec.pop("image")
+                rp = RunnerPool(f"{base}-pool", {
+                    "stack": cfg.stack, "pool": pool.name, "host_name": host_name, "host": hosts[host_name],
+                    "socket_path": host_cfg.socket_path, "spec": spec,
+                    "runner_image": image.runner_image_id, "manager_image": image.manager_image_id,
+                    "credentials_file": self.credentials.credentials_file,
+                    "labels": list(pool.labels), "runner_group": pool.runner_group,
+                    "drain_timeout": pool.drain_timeout, "network_mode": cfg.manager_network_mode,
+                }, pulumi.ResourceOptions(parent=self))
+                self.images[(pool.name, host_name)] = image
+                self.pool_resources[(pool.name, host_name)] = rp
+                outputs[pool.name][host_name] = {
+                    "runner_image_id": image.runner_image_id,
+                    "manager_image_id": image.manager_image_id,
+                    "manager_container": rp.manager_container,
+                    "registration": rp.registration,
+                    "name_prefix": rp.name_prefix,
+                    "slots": pool.slots,
+                    "labels": list(pool.labels),
+                }
+        self.pools = pulumi.Output.from_input(outputs)
+        self.scope_url = pulumi.Output.from_input(gh.scope_url)
+        self.register_outputs({"pools": self.pools, "scope_url": self.scope_url})

@@ -1,0 +1,91 @@
+"""RunnerPool: one pool on one host - its RunnerRegistration and its manager container."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, NotRequired, TypedDict
+
+import pulumi
+
+from .docker import DockerContainer
+from .docker._connection import host_props
+from .registration import RunnerRegistration
+
+SPEC_PATH = "/etc/ghr/pool.json"
+CREDENTIALS_PATH = "/etc/ghr/credentials.json"
+STOP_MARGIN = 30
+
+
+class RunnerPoolArgs(TypedDict):
+    stack: str
+    pool: str
+    host_name: str
+    host: Mapping[str, Any]  # {"url", "ssh_options", "tls" (secret Output)}
+    socket_path: str  # the Docker socket on that host, mounted into the manager
+    spec: Mapping[str, Any]  # pool spec without "image" (design.md); the runner image id is added here
+    runner_image: pulumi.Input[str]
+    manager_image: pulumi.Input[str]
+    credentials_file: pulumi.Input[str]  # secret JSON
+    labels: Sequence[str]
+    runner_group: str
+    drain_timeout: int
+    network_mode: NotRequired[str]
+
+
+class RunnerPool(pulumi.ComponentResource):
+    """The manager container keeps the pool's slots filled; the registration is the GitHub side."""
+
+    manager_container: pulumi.Output[dict[str, Any]]
+    registration: pulumi.Output[dict[str, Any]]
+    name_prefix: pulumi.Output[str]
+
+    def __init__(self, name: str, args: RunnerPoolArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("ghr:index:RunnerPool", name, None, opts)
+        spec = dict(args["spec"])
+        for key in ("scope_url", "name_prefix", "slots"):
+            if key not in spec:
+                raise ValueError(f"RunnerPool {name}: spec.{key} is required")
+        stack, pool, host_name = args["stack"], args["pool"], args["host_name"]
+        docker_props = host_props(args["host"])
+        registration = RunnerRegistration(f"{name}-registration", {
+            "scope_url": spec["scope_url"],
+            "api_url": spec.get("api_url"),
+            "name_prefix": spec["name_prefix"],
+            "labels": list(args["labels"]),
+            "runner_group": args["runner_group"],
+            "drain_timeout": args["drain_timeout"],
+            "pool": pool, "host": host_name, "stack": stack,
+            "docker": docker_props,
+        }, pulumi.ResourceOptions(parent=self))
+        spec_json = pulumi.Output.from_input(args["runner_image"]).apply(
+            lambda image: json.dumps({**spec, "image": image}, indent=2, sort_keys=True))
+        manager_name = f"ghr-{stack}-{pool}-manager"
+        manager = DockerContainer(f"{name}-manager", {
+            "name": manager_name,
+            "image": args["manager_image"],
+            "command": ["--spec", SPEC_PATH, "--credentials-file", CREDENTIALS_PATH],
+            "host": args["host"],
+            "mounts": [{"type": "bind", "source": args["socket_path"], "target": "/var/run/docker.sock"}],
+            "network_mode": args.get("network_mode") or "host",
+            "restart_policy": "always",
+            "labels": {"ghr.role": "manager", "ghr.pool": pool, "ghr.stack": stack, "ghr.host": host_name},
+            "uploads": [
+                {"path": SPEC_PATH, "content": spec_json, "mode": 0o444},
+                {"path": CREDENTIALS_PATH, "content": pulumi.Output.secret(args["credentials_file"]), "mode": 0o400},
+            ],
+            # SIGTERM makes the manager drain: idle runners go at once, busy ones finish their job.
+            "stop_timeout": int(args["drain_timeout"]) + STOP_MARGIN,
+        }, pulumi.ResourceOptions(parent=self, depends_on=[registration]))
+        self.name_prefix = pulumi.Output.from_input(spec["name_prefix"])
+        self.manager_container = pulumi.Output.all(
+            name=manager.name, id=manager.container_id, state=manager.state).apply(lambda a: dict(a))
+        self.registration = pulumi.Output.all(
+            online=registration.online, busy=registration.busy, idle=registration.idle,
+            offline=registration.offline, total=registration.total, stale=registration.stale,
+            runner_group_id=registration.runner_group_id,
+        ).apply(lambda a: dict(a))
+        self.register_outputs({
+            "manager_container": self.manager_container, "registration": self.registration,
+            "name_prefix": self.name_prefix,
+        })

@@ -1,0 +1,362 @@
+"""RunnerRegistration: the GitHub side of one pool on one host, as a dynamic resource.
+
+- ``check`` is pure (no network): it runs on every preview.
+- ``create`` proves the credentials reach the scope with runner-admin permission in one
+  call (``check_access``) and resolves the runner group. It has no remote side effect to
+  undo and is safe to repeat.
+- ``read`` (``pulumi refresh``) lists the pool's runners by name prefix and reports online,
+  busy and offline counts and stale (offline) registrations.
+- ``update`` applies label changes to existing registrations and resolves a new group.
+- ``delete`` (after the manager container is gone: it depends on this resource) removes every
+  registration with the pool's prefix, waiting for busy runners up to ``drain_timeout``;
+  404 counts as done. Then it removes any runner container the manager left on the host.
+
+Credentials never enter the resource's inputs, outputs or the pickled provider: they come
+from the stack config through :meth:`RunnerRegistrationProvider.configure` (``ghr:github``)
+or, failing that, from the environment (``GHR_GITHUB_TOKEN`` or ``GHR_GITHUB_APP_ID`` +
+``GHR_GITHUB_APP_PRIVATE_KEY`` [+ ``GHR_GITHUB_APP_INSTALLATION_ID``]). HTTP clients are
+built inside each method, with timeouts and bounded retries.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import Any, NotRequired, TypedDict
+
+import pulumi
+from pulumi.dynamic import (
+    CheckFailure,
+    CheckResult,
+    ConfigureRequest,
+    CreateResult,
+    DiffResult,
+    ReadResult,
+    Resource,
+    ResourceProvider,
+    UpdateResult,
+)
+
+from .docker._common import changed, is_unknown
+from .docker._connection import client_from_props, validate_host_spec
+
+POLL_INTERVAL = 2.0
+STALE_LIST_MAX = 20
+_INPUT_KEYS = (
+    "scope_url", "api_url", "name_prefix", "labels", "runner_group", "drain_timeout", "pool", "host", "stack",
+    "docker_host", "ssh_options", "tls",
+)
+_REPLACE_KEYS = ("scope_url", "api_url", "name_prefix")
+
+
+class CredentialsMissing(RuntimeError):
+    """No GitHub credentials reached the provider (stack config or environment)."""
+
+
+class DrainTimeout(RuntimeError):
+    """Busy runners were still running jobs when the drain timeout ran out."""
+
+
+def _load_github(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    if not isinstance(value, Mapping):
+        return None
+    return {(re.sub(r"_([a-z])", lambda m: m.group(1).upper(), k) if isinstance(k, str) else k): v
+            for k, v in value.items()}
+
+
+def credentials_from_env(env: Mapping[str, str] | None = None) -> dict[str, Any] | None:
+    env = os.environ if env is None else env
+    if env.get("GHR_GITHUB_TOKEN"):
+        return {"token": env["GHR_GITHUB_TOKEN"]}
+    if env.get("GHR_GITHUB_APP_ID") and env.get("GHR_GITHUB_APP_PRIVATE_KEY"):
+        inst = env.get("GHR_GITHUB_APP_INSTALLATION_ID")
+        return {"appId": env["GHR_GITHUB_APP_ID"], "privateKey": env["GHR_GITHUB_APP_PRIVATE_KEY"],
+                "installationId": int(inst) if inst else None}
+    return None
+
+
+def name_pattern(prefix: str) -> re.Pattern[str]:
+    """Runner names of one pool on one host: ``<prefix>-<slot>-<random6>``."""
+    return re.compile(rf"^{re.escape(prefix)}-\d+-[a-z0-9]{{6}}$")
+
+
+class RunnerRegistrationProvider(ResourceProvider):
+    """Dynamic provider for RunnerRegistration. Holds only what ``configure`` gave it."""
+
+    serialize_as_secret_always = False  # nothing secret is captured: the provider pickles to a class reference
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    # Configured credentials are process-local: never pickled (the provider is pickled
+    # into state at construction, before configure runs, and this keeps it that way).
+    def __getstate__(self) -> dict[str, Any]:
+        return {}
+
+    def __setstate__(self, state: Mapping[str, Any]) -> None:  # noqa: ARG002
+        pass
+
+    def configure(self, req: ConfigureRequest) -> None:
+        github = _load_github(req.config.get("ghr:github"))
+        if github is not None and (github.get("token") or github.get("privateKey")):
+            self.__dict__["_github"] = github
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _credentials(self) -> dict[str, Any]:
+        creds = self.__dict__.get("_github") or credentials_from_env()
+        if not creds:
+            raise CredentialsMissing(
+                "no GitHub credentials reached the RunnerRegistration provider: set ghr:github.token "
+                "(pulumi config set --secret --path ghr:github.token <PAT>) or ghr:github.appId + "
+                "ghr:github.privateKey, or export GHR_GITHUB_TOKEN"
+            )
+        return creds
+
+    def _client(self, props: Mapping[str, Any], *, timeout: float = 10.0, max_retries: int = 3) -> Any:
+        from github_client import AppAuth, GitHubClient, PatAuth, parse_scope
+
+        creds = self._credentials()
+        if creds.get("token"):
+            auth: Any = PatAuth(str(creds["token"]))
+        else:
+            inst = creds.get("installationId")
+            auth = AppAuth(creds["appId"], creds["privateKey"], int(inst) if inst else None)
+        scope = parse_scope(props["scope_url"], props.get("api_url") or None)
+        return GitHubClient(scope, auth, timeout=timeout, max_retries=max_retries, max_wait=30.0,
+                            user_agent="ghr-pulumi/0.1")
+
+    @staticmethod
+    def _pool_runners(client: Any, prefix: str) -> list[Any]:
+        pattern = name_pattern(prefix)
+        return [r for r in client.list_runners() if pattern.match(r.name)]
+
+    @staticmethod
+    def _summary(runners: Sequence[Any]) -> dict[str, Any]:
+        online = [r for r in runners if r.status == "online"]
+        busy = [r for r in online if r.busy]
+        offline = [r for r in runners if r.status != "online"]
+        return {
+            "total": len(runners),
+            "online": len(online),
+            "busy": len(busy),
+            "idle": len(online) - len(busy),
+            "offline": len(offline),
+            "stale": sorted(r.name for r in offline)[:STALE_LIST_MAX],
+        }
+
+    @staticmethod
+    def _group_id(client: Any, name: str) -> int:
+        if client.scope.kind == "repo":
+            if name.casefold() != "default":
+                from github_client import InvalidInput
+
+                raise InvalidInput("runner_group", "repository runners can only join the Default group")
+            return 1
+        return int(client.find_runner_group(name).id)
+
+    # -- CRUD --------------------------------------------------------------------------------
+
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        failures: list[CheckFailure] = []
+        for key in ("scope_url", "name_prefix", "pool", "host", "stack"):
+            v = news.get(key)
+            if not is_unknown(v) and (not isinstance(v, str) or not v):
+                failures.append(CheckFailure(key, f"{key} is required"))
+        labels = news.get("labels")
+        if not is_unknown(labels):
+            if not isinstance(labels, list) or not labels or len(labels) > 100:
+                failures.append(CheckFailure("labels", "expected 1 to 100 runner labels"))
+            elif any(not isinstance(x, str) or not x or "," in x for x in labels):
+                failures.append(CheckFailure("labels", "labels must be non-empty strings without commas"))
+        dt = news.get("drain_timeout")
+        if not is_unknown(dt) and (isinstance(dt, bool) or not isinstance(dt, (int, float)) or dt < 0):
+            failures.append(CheckFailure("drain_timeout", "drain_timeout must be a number of seconds >= 0"))
+        if news.get("docker_host") and not is_unknown(news.get("docker_host")):
+            for problem in validate_host_spec(news["docker_host"], news.get("ssh_options"), news.get("tls")):
+                failures.append(CheckFailure("docker_host", problem))
+        return CheckResult(news, failures)
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        replaces = changed(olds, news, _REPLACE_KEYS)
+        updates = changed(olds, news, _INPUT_KEYS)
+        return DiffResult(changes=bool(updates), replaces=replaces, delete_before_replace=False)
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        client = self._client(props)
+        access = client.check_access()  # one call: credentials + scope + runner-admin permission
+        group_id = self._group_id(client, props.get("runner_group") or "Default")
+        outs = {k: props.get(k) for k in _INPUT_KEYS}
+        outs.update(
+            runner_group_id=group_id, scope_kind=client.scope.kind, auth=access.auth,
+            total=0, online=0, busy=0, idle=0, offline=0, stale=[],
+        )
+        return CreateResult(id_=f"{client.scope.web_url}#{props['name_prefix']}", outs=outs)
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        client = self._client(props)
+        runners = self._pool_runners(client, props["name_prefix"])
+        outs = dict(props)
+        outs.update(self._summary(runners))
+        return ReadResult(id_=id_, outs=outs)
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        from github_client import NotFound
+
+        client = self._client(news)
+        outs = {k: news.get(k) for k in _INPUT_KEYS}
+        group_id = olds.get("runner_group_id")
+        if changed(olds, news, ("runner_group",)) or group_id is None:
+            group_id = self._group_id(client, news.get("runner_group") or "Default")
+        runners = self._pool_runners(client, news["name_prefix"])
+        if changed(olds, news, ("labels",)):
+            for r in runners:  # a label change never interrupts a job
+                try:
+                    client.set_runner_labels(r.id, list(news["labels"]))
+                except NotFound:
+                    continue
+        outs.update(runner_group_id=group_id, scope_kind=client.scope.kind, auth=olds.get("auth"))
+        outs.update(self._summary(runners))
+        return UpdateResult(outs=outs)
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        from github_client import NotFound, Unprocessable
+
+        client = self._client(props)
+        drain = float(props.get("drain_timeout") or 0)
+        deadline = time.monotonic() + drain
+        pending: list[Any] = []
+        while True:
+            try:
+                runners = self._pool_runners(client, props["name_prefix"])
+            except NotFound:
+                runners = []  # the scope itself is gone: nothing left to remove
+            pending = []
+            expired = time.monotonic() >= deadline
+            for r in runners:
+                if r.busy and not expired:
+                    pending.append(r)
+                    continue
+                try:
+                    client.delete_runner(r.id, missing_ok=True)
+                except Unprocessable:
+                    pending.append(r)  # still running a job
+            if not pending or expired:
+                break
+            time.sleep(min(POLL_INTERVAL, max(0.1, deadline - time.monotonic())))
+        self._remove_leftover_containers(props)
+        if pending:
+            names = ", ".join(sorted(r.name for r in pending)[:10])
+            raise DrainTimeout(
+                f"{len(pending)} runner(s) of {props['name_prefix']} were still running jobs after the "
+                f"{drain:g}s drain timeout: {names}; cancel those jobs (or wait) and run pulumi destroy again"
+            )
+
+    @staticmethod
+    def _remove_leftover_containers(props: Mapping[str, Any]) -> None:
+        """Runner containers the manager did not get to remove (it was killed, or drained late)."""
+        import docker.errors
+
+        if not props.get("docker_host"):
+            return
+        filters = {"label": [f"ghr.stack={props['stack']}", f"ghr.pool={props['pool']}",
+                             f"ghr.host={props['host']}", "ghr.role=runner"]}
+        with client_from_props(props, timeout=60) as dc:
+            for c in dc.containers.list(all=True, filters=filters):
+                try:
+                    c.remove(force=True)
+                except docker.errors.NotFound:
+                    pass
+
+
+def runner_version_warnings(client: Any, version: str, *, now: datetime | None = None,
+                            window: timedelta = timedelta(days=7)) -> list[str]:
+    """Warnings for a runner version GitHub will soon refuse (deprecation endpoint)."""
+    from github_client import GitHubError, NotFound
+
+    now = now or datetime.now(timezone.utc)
+    try:
+        dep = client.runner_deprecation(version)
+    except NotFound:
+        return []  # the endpoint is newer than this GitHub; nothing scheduled that we can see
+    except GitHubError as exc:
+        return [f"could not check runner {version} against GitHub's deprecation schedule ({type(exc).__name__}); "
+                "deploying anyway"]
+    out = []
+    for what, when in (("register", dep.registration_deprecates_at), ("run jobs", dep.runtime_deprecates_at)):
+        if when is None:
+            continue
+        if when <= now:
+            out.append(f"runner {version} can no longer {what} since {when:%Y-%m-%d}; "
+                       "raise image.runnerVersion to the latest release")
+        elif when - now <= window:
+            out.append(f"runner {version} stops being able to {what} on {when:%Y-%m-%d} "
+                       f"({(when - now).days} days left of its 30-day window); raise image.runnerVersion")
+    return out
+
+
+class RunnerRegistrationArgs(TypedDict):
+    """Inputs of a RunnerRegistration (no credentials: see the module docstring)."""
+
+    scope_url: pulumi.Input[str]
+    api_url: NotRequired[pulumi.Input[str | None]]
+    name_prefix: pulumi.Input[str]
+    labels: pulumi.Input[Sequence[str]]
+    runner_group: NotRequired[pulumi.Input[str]]
+    drain_timeout: NotRequired[pulumi.Input[int]]
+    pool: pulumi.Input[str]
+    host: pulumi.Input[str]
+    stack: pulumi.Input[str]
+    docker: NotRequired[Mapping[str, Any]]  # host props for the leftover-container sweep
+
+
+class RunnerRegistration(Resource, module="ghr", name="RunnerRegistration"):
+    """The registrations of one pool on one host (GitHub side), with drift counts."""
+
+    runner_group_id: pulumi.Output[int]
+    online: pulumi.Output[int]
+    busy: pulumi.Output[int]
+    idle: pulumi.Output[int]
+    offline: pulumi.Output[int]
+    total: pulumi.Output[int]
+    stale: pulumi.Output[list[str]]
+    name_prefix: pulumi.Output[str]
+
+    def __init__(self, resource_name: str, args: RunnerRegistrationArgs,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        docker = dict(args.get("docker") or {})
+        props: dict[str, Any] = {
+            "scope_url": args["scope_url"],
+            "api_url": args.get("api_url"),
+            "name_prefix": args["name_prefix"],
+            "labels": args["labels"],
+            "runner_group": args.get("runner_group") or "Default",
+            "drain_timeout": args.get("drain_timeout", 600),
+            "pool": args["pool"],
+            "host": args["host"],
+            "stack": args["stack"],
+            "docker_host": docker.get("docker_host"),
+            "ssh_options": docker.get("ssh_options") or [],
+            "tls": docker.get("tls"),
+            "runner_group_id": None, "scope_kind": None, "auth": None,
+            "total": None, "online": None, "busy": None, "idle": None, "offline": None, "stale": None,
+        }
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["tls"]))
+        super().__init__(RunnerRegistrationProvider(), resource_name, props, opts)
+
+
+__all__ = [
+    "CredentialsMissing", "DrainTimeout", "RunnerRegistration", "RunnerRegistrationArgs",
+    "RunnerRegistrationProvider", "credentials_from_env", "name_pattern", "runner_version_warnings",
+]
