@@ -180,6 +180,9 @@ def docker_client(
                 client_cert=(paths["cert"], paths["key"]), ca_cert=paths["ca"], verify=True
             )
             client = docker.DockerClient(base_url=url, tls=tls_config, version=API_VERSION, timeout=timeout)
+            # requests lets REQUESTS_CA_BUNDLE override the session's CA, which would verify the
+            # engine against the system store instead of the host's own CA.
+            client.api.trust_env = False
         else:
             client = docker.DockerClient(base_url=url, version=API_VERSION, timeout=timeout)
         yield client
