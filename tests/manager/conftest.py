@@ -1,0 +1,130 @@
+"""Fixtures for the pool manager tests: the Docker engine, the GitHub emulator, the images.
+
+Images are tagged by the content they are built from and reused across tests and sessions.
+Every test's pool gets its own stack name; its containers and registrations are removed after it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import sys
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from mgr_helpers import REPO, make_spec  # noqa: E402
+
+BASE_IMAGE = "ghr-base:bookworm"
+HOST_CA_DIR = Path("/usr/local/share/ca-certificates")
+
+
+def _build(client: docker.DockerClient, tag: str, **kwargs: Any) -> None:
+    try:
+        client.images.build(tag=tag, network_mode="host", rm=True, forcerm=True, **kwargs)
+    except docker.errors.BuildError as exc:
+        tail = "".join(str(c.get("stream") or c.get("error") or "") for c in exc.build_log)[-3000:]
+        pytest.fail(f"building {tag} failed: {exc.msg}\n{tail}")
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> docker.DockerClient:
+    client = docker.from_env(timeout=120)
+    try:
+        client.ping()
+        client.images.get(BASE_IMAGE)
+    except docker.errors.ImageNotFound:
+        pytest.fail(f"base image {BASE_IMAGE} missing: run toolchain/base-image.sh (make setup)")
+    except Exception as exc:
+        pytest.fail(f"Docker engine unreachable ({exc}): run toolchain/docker.sh (make setup)")
+    return client
+
+
+@pytest.fixture(scope="session")
+def emulator() -> Iterator[Any]:
+    from emulator import Emulator
+
+    with Emulator() as emu:
+        emu.add_scope("acme")
+        yield emu
+
+
+@pytest.fixture(scope="session")
+def runner_image(docker_client: docker.DockerClient, emulator: Any) -> str:
+    """The real runner Dockerfile on the local base, with the emulator's stand-in runner."""
+    files = sorted(p for p in (REPO / "runner-image").rglob("*") if p.is_file())
+    digest = hashlib.sha256(emulator.tarball_sha256.encode())
+    for p in files:
+        digest.update(p.relative_to(REPO).as_posix().encode() + p.read_bytes())
+    tag = f"ghr-runner-test:{digest.hexdigest()[:12]}"
+    try:
+        docker_client.images.get(tag)
+    except docker.errors.ImageNotFound:
+        _build(docker_client, tag, path=str(REPO / "runner-image"),
+               buildargs={"BASE_IMAGE": BASE_IMAGE, "RUNNER_URL": emulator.download_url(),
+                          "RUNNER_SHA256": emulator.tarball_sha256, "RUNNER_TOOLS": ""})
+    return tag
+
+
+def _manager_context() -> tuple[bytes, str]:
+    """The repository-root context as .dockerignore allows it, plus this host's extra CAs (if any)."""
+    keep = [REPO / "requirements.txt", *sorted((REPO / "github_client").rglob("*.py")),
+            *sorted((REPO / "pool_manager").rglob("*.py")), REPO / "runner-image" / "manager.Dockerfile",
+            REPO / "runner-image" / "extra-ca" / "README.md"]
+    extra = sorted(HOST_CA_DIR.glob("*.crt")) if HOST_CA_DIR.is_dir() else []
+    buf = io.BytesIO()
+    digest = hashlib.sha256()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for p in keep:
+            arc = p.relative_to(REPO).as_posix()
+            tar.add(p, arcname=arc)
+            digest.update(arc.encode() + p.read_bytes())
+        for p in extra:
+            tar.add(p, arcname=f"runner-image/extra-ca/{p.name}")
+            digest.update(p.read_bytes())
+    return buf.getvalue(), digest.hexdigest()[:12]
+
+
+@pytest.fixture(scope="session")
+def manager_image(docker_client: docker.DockerClient) -> str:
+    context, digest = _manager_context()
+    tag = f"ghr-manager-test:{digest}"
+    try:
+        docker_client.images.get(tag)
+    except docker.errors.ImageNotFound:
+        _build(docker_client, tag, fileobj=io.BytesIO(context), custom_context=True,
+               dockerfile="runner-image/manager.Dockerfile", buildargs={"BASE_IMAGE": BASE_IMAGE})
+    return tag
+
+
+@pytest.fixture
+def new_spec(emulator: Any, docker_client: docker.DockerClient, runner_image: str) -> Iterator[Any]:
+    """Factory of pool specs; afterwards removes the containers and registrations they made."""
+    made: list[dict[str, Any]] = []
+
+    def factory(**kwargs: Any) -> dict[str, Any]:
+        kwargs.setdefault("image", runner_image)
+        image = kwargs.pop("image")
+        spec = make_spec(emulator, image, **kwargs)
+        made.append(spec)
+        return spec
+
+    yield factory
+    from github_client import GitHubClient, PatAuth, parse_scope
+
+    gh = GitHubClient(parse_scope(f"{emulator.url}/acme"), PatAuth(emulator.admin_token), max_retries=0)
+    for spec in made:
+        for c in docker_client.api.containers(all=True, filters={"label": f"ghr.stack={spec['stack']}"}):
+            docker_client.api.remove_container(c["Id"], force=True)
+        emulator.clear_faults()
+        for r in gh.list_runners():
+            if r.name.startswith(spec["name_prefix"] + "-"):
+                try:
+                    gh.delete_runner(r.id, missing_ok=True)
+                except Exception:
+                    pass

@@ -1,0 +1,158 @@
+"""Helpers for the pool manager tests: bounded waits, spec building, managers in-process or as processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import docker
+import requests
+
+REPO = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
+
+
+def wait_for(condition: Callable[[], T], timeout: float, what: str, interval: float = 0.2) -> T:
+    """Poll `condition` until it returns something truthy; fail with `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        last = condition()
+        if last:
+            return last
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def make_spec(emulator: Any, image: str, *, pool: str = "cpu", slots: int = 1, labels: list[str] | None = None,
+              container: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    """A pool spec with a fresh stack name, so tests never see each other's containers."""
+    stack = "t" + secrets.token_hex(3)
+    spec: dict[str, Any] = {
+        "pool": pool, "stack": stack, "host": "local",
+        "scope_url": f"{emulator.url}/acme", "api_url": None,
+        "name_prefix": f"{stack}-{pool}",
+        "labels": labels or ["self-hosted", "linux", f"{stack}-{pool}"], "runner_group": "Default",
+        "slots": slots, "image": image,
+        "container": {"network_mode": "host", **(container or {})},
+        "drain_timeout": 60, "metrics_port": 0,
+        "reconcile_interval": 2.0, "backoff_initial": 0.2, "backoff_max": 2.0,
+    }
+    spec.update(extra)
+    return spec
+
+
+def pool_containers(client: docker.DockerClient, spec: dict[str, Any], all: bool = True) -> list[dict[str, Any]]:
+    filters = {"label": [f"ghr.stack={spec['stack']}", f"ghr.pool={spec['pool']}", "ghr.role=runner"]}
+    return client.api.containers(all=all, filters=filters)
+
+
+def pool_runners(emulator: Any, spec: dict[str, Any]) -> list[dict[str, Any]]:
+    prefix = spec["name_prefix"] + "-"
+    return [r for r in emulator.runners() if r["name"].startswith(prefix)]
+
+
+def online_idle(emulator: Any, spec: dict[str, Any]) -> list[dict[str, Any]]:
+    return [r for r in pool_runners(emulator, spec) if r["status"] == "online" and not r["busy"]]
+
+
+class InProcessManager:
+    """A PoolManager on a thread of the test process (fast; metrics without HTTP)."""
+
+    def __init__(self, spec: dict[str, Any], emulator: Any, token: str | None = None, orphan_grace: float = 30.0):
+        from github_client import PatAuth
+        from pool_manager import load_spec
+        from pool_manager.__main__ import build_github_client
+        from pool_manager.manager import PoolManager
+        from pool_manager.metrics import Metrics
+
+        self.spec = load_spec(spec)
+        self.metrics = Metrics(self.spec.pool)
+        github = build_github_client(self.spec, PatAuth(token or emulator.admin_token), self.metrics)
+        self.manager = PoolManager(self.spec, github, metrics=self.metrics, orphan_grace=orphan_grace)  # type: ignore[arg-type]
+        self.code: int | None = None
+        self.thread = threading.Thread(target=self._run, name=f"manager-{self.spec.stack}", daemon=True)
+
+    def _run(self) -> None:
+        self.code = self.manager.run()
+
+    def start(self) -> InProcessManager:
+        self.thread.start()
+        return self
+
+    def metric(self, name: str, **labels: str) -> float:
+        value = self.metrics.registry.get_sample_value(name, labels or None)
+        return float(value or 0.0)
+
+    def stop(self, timeout: float = 90.0) -> int | None:
+        self.manager.request_stop()
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "manager did not finish draining"
+        return self.code
+
+
+class ProcessManager:
+    """`python -m pool_manager` as a child process, credentials in a file (or its environment)."""
+
+    def __init__(self, spec: dict[str, Any], tmp: Path, token: str, *, via_env: bool = False):
+        self.spec = dict(spec)
+        if not self.spec.get("metrics_port"):
+            self.spec["metrics_port"] = free_port()
+        self.port = self.spec["metrics_port"]
+        self.spec_path = tmp / f"{spec['stack']}-spec.json"
+        self.spec_path.write_text(json.dumps(self.spec))
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("GHR_")}
+        self.env["PYTHONPATH"] = str(REPO)
+        self.args = [sys.executable, "-m", "pool_manager", "--spec", str(self.spec_path)]
+        if via_env:
+            self.env["GHR_GITHUB_TOKEN"] = token
+        else:
+            creds = tmp / f"{spec['stack']}-credentials.json"
+            creds.write_text(json.dumps({"type": "pat", "token": token}))
+            creds.chmod(0o600)
+            self.args += ["--credentials-file", str(creds)]
+        self.log_path = tmp / f"{spec['stack']}-manager.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ProcessManager:
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.args, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        return self
+
+    def health(self) -> dict[str, Any] | None:
+        try:
+            return requests.get(f"http://127.0.0.1:{self.port}/healthz", timeout=2).json()
+        except (requests.RequestException, ValueError):
+            return None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def terminate(self, timeout: float = 90.0) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)

@@ -1,0 +1,40 @@
+"""One fresh container per job, on the real Docker engine with the emulator and the stand-in runner."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from mgr_helpers import InProcessManager, online_idle, pool_containers, pool_runners, wait_for
+
+# The container id, as seen from inside (its hostname file is bind-mounted from containers/<id>/).
+WHOAMI = r"""
+grep -o 'containers/[0-9a-f]\{64\}' /proc/self/mountinfo | head -1 | cut -d/ -f2 | sed 's/^/container=/'
+echo "uid=$(id -u)"
+if [ -e /home/runner/leftover ]; then echo "leftover=yes"; else echo "leftover=no"; fi
+echo dirty > /home/runner/leftover
+"""
+
+
+def test_each_job_runs_in_its_own_fresh_container(new_spec: Any, emulator: Any, docker_client: Any) -> None:
+    """N jobs on 2 slots: N distinct containers, and no job sees a file left by an earlier one."""
+    spec = new_spec(slots=2)
+    manager = InProcessManager(spec, emulator).start()
+    try:
+        jobs = [emulator.enqueue_job("acme", spec["labels"], WHOAMI, timeout=120) for _ in range(4)]
+        results = [emulator.wait_job(j, timeout=120) for j in jobs]
+        assert [r["conclusion"] for r in results] == ["success"] * 4, [r["output"] for r in results]
+        ids = [re.search(r"container=([0-9a-f]{64})", r["output"]).group(1) for r in results]  # type: ignore[union-attr]
+        assert len(set(ids)) == 4
+        assert all("leftover=no" in r["output"] for r in results)
+        assert all("uid=1001" in r["output"] for r in results)
+        assert len({r["runner_name"] for r in results}) == 4
+        # The pool refills: two idle runners again, and no more containers than slots.
+        wait_for(lambda: len(online_idle(emulator, spec)) == 2, 60, "two idle runners after the jobs")
+        assert len(pool_containers(docker_client, spec)) == 2
+        assert manager.metric("ghr_pool_runner_starts_total") >= 6
+    finally:
+        manager.stop()
+    # SIGTERM-style stop drains idle runners: no container, no registration left.
+    assert pool_containers(docker_client, spec) == []
+    assert pool_runners(emulator, spec) == []
