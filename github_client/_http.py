@@ -356,14 +356,14 @@ def _error_for(
     status: int, method: str, path: str, message: str | None, meta: dict[str, Any], hint: str | None
 ) -> GitHubError:
     said = f" (GitHub: {message})" if message else ""
+    if status == 401:
+        advice = hint or (
+            "the token is invalid, expired or revoked, or the App id/key do not match: "
+            "create a new token or check the App settings"
+        )
+        return BadCredentials(f"GitHub rejected the credentials for {method} {path} (401){said}; {advice}", **meta)
     if hint:
         said = f"{said}: {hint}"
-    if status == 401:
-        return BadCredentials(
-            f"GitHub rejected the credentials for {method} {path} (401){said}; the token is invalid, expired "
-            "or revoked, or the App id/key do not match: create a new token or check the App settings",
-            **meta,
-        )
     if status == 403:
         return PermissionDenied(f"GitHub denied {method} {path} (403){said}", **meta)
     if status == 404:

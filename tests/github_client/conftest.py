@@ -35,3 +35,29 @@ def clock() -> FakeClock:
 @pytest.fixture
 def session() -> ScriptedSession:
     return ScriptedSession()
+
+
+# -- the emulator ------------------------------------------------------------------------------
+# One emulator per test module keeps runs lean; tests isolate themselves by using their own
+# organisation names (the emulator creates scopes on first use).
+
+DEPRECATIONS = {"2.320.0": ("2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z")}
+
+
+@pytest.fixture(scope="module")
+def emu():  # type: ignore[no-untyped-def]
+    from emulator import Emulator
+
+    emulator = Emulator(port=0, deprecations=DEPRECATIONS).start()
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
+
+
+@pytest.fixture
+def org(request: pytest.FixtureRequest) -> str:
+    """A fresh organisation name for this test."""
+    import hashlib
+
+    return "o" + hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:12]
