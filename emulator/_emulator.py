@@ -62,7 +62,7 @@ class Emulator:
         Handler.routes = build_routes()
         self._server = Server((self.host, self._port), self)
         self._stop.clear()
-        serve = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
+        serve = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                  name="emulator-http", daemon=True)
         janitor = threading.Thread(target=self._janitor, name="emulator-janitor", daemon=True)
         self._threads = [serve, janitor]

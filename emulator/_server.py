@@ -171,6 +171,7 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "GitHub.com"
     timeout = 120  # idle keep-alive connections give their thread back
+    disable_nagle_algorithm = True  # small JSON answers: no 40 ms Nagle/delayed-ACK stalls
 
     # Route table is built once by the Emulator (see _routes.py).
     routes: list[Route] = []
@@ -256,9 +257,9 @@ class Handler(BaseHTTPRequestHandler):
                 self.send_header("Content-Length", str(len(data)))
             for k, v in reply.headers.items():
                 self.send_header(k, v)
-            self.end_headers()
-            if reply.status != 204 and self.command != "HEAD":
-                self.wfile.write(data)
+            # Headers and body in one write.
+            self._headers_buffer.append(b"\r\n" + (data if reply.status != 204 else b""))
+            self.flush_headers()
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
 
