@@ -1,0 +1,149 @@
+"""Fleet status of a stack: pools, hosts, manager containers, runners (busy or idle).
+
+    python -m components.status --stack sandbox [--json]
+
+Reads the stack's outputs (pools, hosts, name prefixes) and its configuration (the GitHub
+credentials, decrypted by the Pulumi CLI), then asks GitHub for the live runner list and
+each Docker host for the manager container. Needs the Pulumi CLI on PATH (. toolchain/env.sh).
+Nothing secret is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .config import ConfigError, FleetConfig, parse_config
+from .registration import name_pattern
+
+
+class StatusError(RuntimeError):
+    pass
+
+
+def _pulumi_json(args: Sequence[str], cwd: str | None) -> Any:
+    proc = subprocess.run(["pulumi", *args, "--json"], capture_output=True, text=True, cwd=cwd, timeout=120,
+                          check=False)
+    if proc.returncode != 0:
+        raise StatusError(f"pulumi {' '.join(args)} failed: {proc.stderr.strip()[-500:]}")
+    return json.loads(proc.stdout or "null")
+
+
+def load_stack(stack: str, cwd: str | None = None) -> tuple[dict[str, Any], FleetConfig]:
+    outputs = _pulumi_json(["stack", "output", "--stack", stack], cwd) or {}
+    cfg = _pulumi_json(["config", "--show-secrets", "--stack", stack], cwd) or {}
+    raw: dict[str, Any] = {}
+    secret_keys = []
+    for key, entry in cfg.items():
+        if not key.startswith("ghr:"):
+            continue
+        value = entry.get("objectValue", entry.get("value"))
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                pass
+        raw[key.split(":", 1)[1]] = value
+        if entry.get("secret"):
+            secret_keys.append(key)
+    return outputs, parse_config(raw, stack, secret_keys)
+
+
+def collect(outputs: Mapping[str, Any], fleet: FleetConfig, *, client: Any = None,
+            docker_states: bool = True) -> dict[str, Any]:
+    """Live status as a dict: {scope, pools: [{pool, host, slots, manager, counts, runners}]}."""
+    runners: list[Any] = []
+    github_error = None
+    if client is None:
+        from github_client import AppAuth, GitHubClient, PatAuth, parse_scope
+
+        gh = fleet.github
+        auth = PatAuth(gh.token) if gh.auth == "pat" else AppAuth(gh.app_id, gh.private_key, gh.installation_id)
+        client = GitHubClient(parse_scope(gh.scope_url, gh.api_url), auth, timeout=10.0, max_retries=2,
+                              max_wait=10.0, user_agent="ghr-status/0.1")
+    try:
+        runners = client.list_runners()
+    except Exception as exc:  # noqa: BLE001 - report, do not crash the status view
+        github_error = f"{type(exc).__name__}: {exc}"
+    rows = []
+    pools_out = outputs.get("pools") or {}
+    for pool in fleet.pools:
+        for host in pool.hosts:
+            out = (pools_out.get(pool.name) or {}).get(host) or {}
+            prefix = out.get("name_prefix") or pool.name_prefix(fleet.stack, host)
+            pattern = name_pattern(prefix)
+            mine = [r for r in runners if pattern.match(r.name)]
+            manager = dict(out.get("manager_container") or {})
+            if docker_states:
+                manager["state"] = _manager_state(fleet, host, manager.get("name") or f"ghr-{fleet.stack}-{pool.name}-manager")
+            rows.append({
+                "pool": pool.name, "host": host, "slots": pool.slots, "deployed": bool(out),
+                "manager": manager,
+                "online": sum(r.status == "online" for r in mine),
+                "busy": sum(r.status == "online" and r.busy for r in mine),
+                "idle": sum(r.status == "online" and not r.busy for r in mine),
+                "offline": sum(r.status != "online" for r in mine),
+                "runners": [{"name": r.name, "status": r.status, "busy": r.busy, "labels": r.labels} for r in
+                            sorted(mine, key=lambda r: r.name)],
+            })
+    return {"stack": fleet.stack, "scope": fleet.github.scope_url, "github_error": github_error, "pools": rows}
+
+
+def _manager_state(fleet: FleetConfig, host_name: str, container: str) -> str:
+    import docker.errors
+
+    from .docker import docker_client
+
+    h = fleet.host(host_name)
+    try:
+        with docker_client(h.url, list(h.ssh_options) or None, h.tls, timeout=10) as dc:
+            return str(dc.containers.get(container).status)
+    except docker.errors.NotFound:
+        return "absent"
+    except Exception as exc:  # noqa: BLE001
+        return f"unreachable ({type(exc).__name__})"
+
+
+def render(status: Mapping[str, Any]) -> str:
+    lines = [f"stack {status['stack']}  scope {status['scope']}"]
+    if status.get("github_error"):
+        lines.append(f"  GitHub: {status['github_error']}")
+    head = ("POOL", "HOST", "SLOTS", "MANAGER", "ONLINE", "BUSY", "IDLE", "OFFLINE")
+    table = [head]
+    for row in status["pools"]:
+        table.append((row["pool"], row["host"], str(row["slots"]), str(row["manager"].get("state", "-")),
+                      str(row["online"]), str(row["busy"]), str(row["idle"]), str(row["offline"])))
+    widths = [max(len(r[i]) for r in table) for i in range(len(head))]
+    for r in table:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    for row in status["pools"]:
+        if row["runners"]:
+            lines.append(f"\n{row['pool']}@{row['host']} runners:")
+            for r in row["runners"]:
+                state = "busy" if r["busy"] else "idle"
+                lines.append(f"  {r['name']:<36} {r['status']:<8} {state if r['status'] == 'online' else '-'}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m components.status", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--stack", default="sandbox")
+    ap.add_argument("--cwd", default=None, help="the Pulumi project directory (default: current)")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    try:
+        outputs, fleet = load_stack(args.stack, args.cwd)
+        status = collect(outputs, fleet)
+    except (StatusError, ConfigError) as exc:
+        print(f"status: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(status, indent=2) if args.json else render(status))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
