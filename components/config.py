@@ -166,6 +166,13 @@ def _normalise(obj: Mapping[str, Any]) -> dict[str, Any]:
     return {(_camel(k) if isinstance(k, str) and "_" in k else k): v for k, v in obj.items()}
 
 
+def _close(key: str, allowed: set[str]) -> list[str]:
+    import difflib
+
+    exact = [a for a in sorted(allowed) if a.lower() == key.lower().replace("_", "")]
+    return exact or difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.75)
+
+
 def _show(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
@@ -173,6 +180,9 @@ def _show(value: Any) -> str:
 
 def _spec_path_to_config(field_path: str) -> str:
     """``container.volumes[1].read_only`` -> ``container.volumes[1].readOnly``."""
+    m = re.match(r"^(.*?\.(?:env|labels)\.)(.*)$", field_path)
+    if m:  # user-chosen keys (env names, label keys) stay as written
+        return _spec_path_to_config(m.group(1)[:-1]) + "." + m.group(2)
     parts = re.split(r"(\.|\[\d+\])", field_path)
     return "".join(_camel(p) if p and not p.startswith(("[", ".")) else p for p in parts)
 
@@ -187,7 +197,7 @@ class _Checker:
     def unknown_keys(self, obj: Mapping[str, Any], allowed: set[str], path: str) -> None:
         for key in obj:
             if key not in allowed:
-                close = [a for a in sorted(allowed) if a.lower() == str(key).lower().replace("_", "")]
+                close = _close(str(key), allowed)
                 hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(sorted(allowed))}"
                 self.add(f"{path}.{key}", "is not a known setting", hint)
 
@@ -582,7 +592,7 @@ def parse_config(raw: Mapping[str, Any], stack: str, secret_keys: Sequence[str] 
     raw = dict(raw)
     for key in raw:
         if key not in TOP_KEYS:
-            close = [a for a in sorted(TOP_KEYS) if a.lower() == key.lower().replace("_", "")]
+            close = _close(key, TOP_KEYS)
             c.add(f"{NAMESPACE}:{key}", "is not a known setting",
                   f"did you mean {NAMESPACE}:{close[0]}?" if close else f"known keys: {', '.join(sorted(TOP_KEYS))}")
     github = _parse_github(c, raw.get("github"), secrets)
