@@ -325,8 +325,9 @@ def _github_message(resp: requests.Response) -> tuple[str | None, str | None]:
     message = body.get("message")
     doc = body.get("documentation_url")
     errors = body.get("errors")
-    if isinstance(message, str) and errors:
-        message = f"{message} {errors}"
+    if isinstance(message, str) and isinstance(errors, list) and errors:
+        details = [e if isinstance(e, str) else str(e.get("message") or e.get("code") or e) for e in errors if e]
+        message = f"{message} ({'; '.join(details)})"
     return (redact(message) if isinstance(message, str) else None), (doc if isinstance(doc, str) else None)
 
 

@@ -54,8 +54,6 @@ def ensure_downloaded() -> Path:
 # Statuses GitHub may answer on any endpoint even where an operation does not list them
 # (auth failures, unknown resources, rate limits, outages). Their body, if JSON, must still be an error.
 GENERIC_STATUSES = {401, 403, 404, 429, 500, 502, 503, 504}
-# GitHub's REST description omits some cross-cutting parameters.
-_UNDOCUMENTED_QUERY_OK: set[str] = set()
 
 
 @dataclass
@@ -162,8 +160,12 @@ def match(ex: Exchange) -> Operation | None:
     return load("api.github.com").find(ex.method, path) or load("ghec").find(ex.method, path)
 
 
-def validate(ex: Exchange) -> list[str]:
-    """Every way ``ex`` departs from the pinned description (empty list: conforms)."""
+def validate(ex: Exchange, ignore_query: frozenset[str] = frozenset()) -> list[str]:
+    """Every way ``ex`` departs from the pinned description (empty list: conforms).
+
+    ``ignore_query`` names query parameters to tolerate where undocumented (GitHub ignores
+    unknown ones; a third-party client may send them).
+    """
     operation = match(ex)
     if operation is None:
         return [f"{ex}: no operation in the OpenAPI description matches {ex.method} {ex.api_path}"]
@@ -185,7 +187,7 @@ def validate(ex: Exchange) -> list[str]:
     for key, raw in parse_qsl(urlsplit(ex.url).query, keep_blank_values=True):
         param = operation.params.get(("query", key))
         if param is None:
-            if key not in _UNDOCUMENTED_QUERY_OK:
+            if key not in ignore_query:
                 problems.append(f"{where}: query parameter {key!r} is not documented")
             continue
         problems += [f"{where}: query {key}={raw!r}: {e}" for e in _param_errors(spec, param, raw)]
