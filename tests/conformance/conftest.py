@@ -10,7 +10,7 @@ import pytest
 import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from oa_spec import Exchange, ensure_downloaded, load
+from oa_spec import Exchange, Recorder, ensure_downloaded, load
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -39,16 +39,6 @@ def app_key() -> tuple[str, str]:
     private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     return private.decode(), public.decode()
-
-
-class Recorder:
-    """Every HTTP exchange with the emulator's REST API, from any requests.Session."""
-
-    def __init__(self, api_url: str) -> None:
-        self.api_url = api_url
-        self.exchanges: list[Exchange] = []
-        self.headers: list[dict[str, str]] = []
-        self.client = "github_client"
 
 
 @pytest.fixture

@@ -248,3 +248,13 @@ def _param_errors(spec: Spec, param: dict[str, Any], raw: str) -> list[str]:
     except (ValueError, KeyError):
         return [f"not a valid {kind}"]
     return spec.schema_errors(param.get("schema", {}), value, read=False)
+
+
+class Recorder:
+    """Every HTTP exchange with the emulator's REST API, from any requests.Session."""
+
+    def __init__(self, api_url: str) -> None:
+        self.api_url = api_url
+        self.exchanges: list[Exchange] = []
+        self.headers: list[dict[str, str]] = []
+        self.client = "github_client"

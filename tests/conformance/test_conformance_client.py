@@ -6,8 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import Recorder
-from oa_spec import match, validate
+from oa_spec import Recorder, match, validate
 
 from github_client import (
     AppAuth,

@@ -7,8 +7,7 @@ from typing import Any
 
 import github
 import pytest
-from conftest import Recorder
-from oa_spec import validate
+from oa_spec import Recorder, validate
 
 # PyGithub treats every list endpoint as paginated and sends per_page even where GitHub
 # documents none (runners/downloads). GitHub ignores unknown query parameters.
