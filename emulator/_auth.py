@@ -59,7 +59,10 @@ class Installation:
                         "organizations_url": f"{api}/users/{login}/orgs", "repos_url": f"{api}/users/{login}/repos",
                         "events_url": f"{api}/users/{login}/events{{/privacy}}",
                         "received_events_url": f"{api}/users/{login}/received_events",
-                        "type": target_type, "site_admin": False},
+                        "type": target_type, "site_admin": False,
+                        # GET /app/installations describes account as allOf(simple-user, enterprise).
+                        "name": login, "slug": login, "created_at": "2026-01-01T00:00:00Z",
+                        "updated_at": "2026-01-01T00:00:00Z"},
             "repository_selection": "all", "access_tokens_url": f"{api}/app/installations/{self.id}/access_tokens",
             "repositories_url": f"{api}/installation/repositories",
             "html_url": f"{base_url}/organizations/{login}/settings/installations/{self.id}",
