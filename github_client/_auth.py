@@ -123,7 +123,9 @@ def _load_key(pem: object) -> rsa.RSAPrivateKey:
         raise InvalidInput(field, "is empty; download the key from the app's settings page (a .pem file)")
     register_secret(data.decode(errors="replace"))
     if b"-----BEGIN" not in data:
-        raise InvalidInput(field, "is not PEM (no '-----BEGIN ... PRIVATE KEY-----' line); pass the .pem file's content")
+        raise InvalidInput(
+            field, "is not PEM (no '-----BEGIN ... PRIVATE KEY-----' line); pass the .pem file's content"
+        )
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError):

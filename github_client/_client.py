@@ -295,7 +295,9 @@ class GitHubClient:
             422: "check the labels and runner_group_id (the group must exist and be visible to this scope)",
         }
         try:
-            resp = self._call("POST", f"{self._p}/runners/generate-jitconfig", "generate_jitconfig", json=body, hints=hints)
+            resp = self._call(
+                "POST", f"{self._p}/runners/generate-jitconfig", "generate_jitconfig", json=body, hints=hints
+            )
         except Conflict as exc:
             if (exc.attempts or 1) <= 1:
                 raise  # first attempt: the name really was taken by someone else
@@ -306,7 +308,9 @@ class GitHubClient:
             for runner in stale:
                 self.delete_runner(runner.id, missing_ok=True)
             log.warning("event=github_jit_reclaimed name=%s runner_id=%s", name, stale[0].id)
-            resp = self._call("POST", f"{self._p}/runners/generate-jitconfig", "generate_jitconfig", json=body, hints=hints)
+            resp = self._call(
+                "POST", f"{self._p}/runners/generate-jitconfig", "generate_jitconfig", json=body, hints=hints
+            )
         encoded = str(resp.body["encoded_jit_config"])
         register_secret(encoded)
         return JitConfig(runner=Runner.from_api(resp.body["runner"]), encoded_jit_config=encoded)

@@ -145,7 +145,9 @@ class Transport:
         url = path_or_url if path_or_url.startswith(("http://", "https://")) else self.api_url + path_or_url
         if not self.same_origin(url):
             # Following a Link to another host would hand it our token.
-            raise GitHubError(f"refusing to send credentials to {urlsplit(url).netloc}: not the API host of this client")
+            raise GitHubError(
+                f"refusing to send credentials to {urlsplit(url).netloc}: not the API host of this client"
+            )
         path = urlsplit(url).path
         waited = 0.0
         attempt = 0
@@ -182,7 +184,12 @@ class Transport:
                     raise last_error from None
                 log.warning(
                     "event=github_retry kind=%s method=%s path=%s attempt=%d reason=%s delay=%.2f",
-                    kind, method, path, attempt, error_name, delay,
+                    kind,
+                    method,
+                    path,
+                    attempt,
+                    error_name,
+                    delay,
                 )
                 self.sleep(delay)
                 waited += delay
@@ -192,7 +199,12 @@ class Transport:
             self._emit(RequestEvent(kind, method, path, resp.status_code, attempt, duration))
             log.debug(
                 "event=github_request kind=%s method=%s path=%s status=%d attempt=%d duration_ms=%d",
-                kind, method, path, resp.status_code, attempt, duration * 1000,
+                kind,
+                method,
+                path,
+                resp.status_code,
+                attempt,
+                duration * 1000,
             )
             self._note_rate_limit(resp)
             status = resp.status_code
@@ -202,8 +214,13 @@ class Transport:
             message, doc_url = _github_message(resp)
             request_id = resp.headers.get("x-github-request-id")
             meta: dict[str, Any] = dict(
-                status=status, method=method, path=path, github_message=message,
-                documentation_url=doc_url, request_id=request_id, attempts=attempt,
+                status=status,
+                method=method,
+                path=path,
+                github_message=message,
+                documentation_url=doc_url,
+                request_id=request_id,
+                attempts=attempt,
             )
 
             if status == 401 and on_unauthorized is not None and not refreshed and on_unauthorized():
@@ -224,7 +241,11 @@ class Transport:
                     )
                 log.warning(
                     "event=github_rate_limited kind=%s method=%s path=%s status=%d wait=%.1f",
-                    kind, method, path, status, rate_wait,
+                    kind,
+                    method,
+                    path,
+                    status,
+                    rate_wait,
                 )
                 self.sleep(rate_wait)
                 waited += rate_wait
@@ -241,7 +262,12 @@ class Transport:
                     raise last_error
                 log.warning(
                     "event=github_retry kind=%s method=%s path=%s attempt=%d reason=%d delay=%.2f",
-                    kind, method, path, attempt, status, delay,
+                    kind,
+                    method,
+                    path,
+                    attempt,
+                    status,
+                    delay,
                 )
                 self.sleep(delay)
                 waited += delay
@@ -252,7 +278,7 @@ class Transport:
     # -- rate limits and backoff --------------------------------------------------------
 
     def _backoff(self, attempt: int) -> float:
-        ceiling = min(BACKOFF_CAP, BACKOFF_BASE * (2 ** (attempt - 1)))
+        ceiling = min(BACKOFF_CAP, BACKOFF_BASE * (2.0 ** (attempt - 1)))
         return ceiling * (0.5 + self._rng() / 2)
 
     def _note_rate_limit(self, resp: requests.Response) -> None:
@@ -298,7 +324,7 @@ class Transport:
             return SECONDARY_MIN_WAIT
         if secondary or resp.status_code == 429 or (message and "rate limit" in message.lower()):
             # Secondary limit without retry-after: at least a minute, doubling.
-            return SECONDARY_MIN_WAIT * (2 ** (attempt - 1))
+            return SECONDARY_MIN_WAIT * (2.0 ** (attempt - 1))
         return None
 
 

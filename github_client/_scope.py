@@ -63,7 +63,9 @@ def _default_api_url(scheme: str, host: str, netloc_host: str) -> str:
 def _check_api_url(api_url: str) -> str:
     parts = urlsplit(api_url.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidInput("api_url", f"expected an http(s) URL such as https://ghe.example.com/api/v3, got {api_url!r}")
+        raise InvalidInput(
+            "api_url", f"expected an http(s) URL such as https://ghe.example.com/api/v3, got {api_url!r}"
+        )
     if parts.username or parts.password:
         raise InvalidInput("api_url", "must not embed credentials; pass them as PatAuth/AppAuth")
     if parts.query or parts.fragment:
@@ -79,7 +81,9 @@ def parse_scope(url: str, api_url: str | None = None) -> Scope:
     """
     field = "scope_url"
     if not isinstance(url, str) or not url.strip():
-        raise InvalidInput(field, "is empty; expected e.g. https://github.com/my-org or https://github.com/my-org/my-repo")
+        raise InvalidInput(
+            field, "is empty; expected e.g. https://github.com/my-org or https://github.com/my-org/my-repo"
+        )
     raw = url.strip()
     parts = urlsplit(raw)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -122,12 +126,10 @@ def parse_scope(url: str, api_url: str | None = None) -> Scope:
     else:
         raise InvalidInput(
             field,
-            "expected https://HOST/ORG, https://HOST/OWNER/REPO or https://HOST/enterprises/SLUG, "
-            f"got {raw!r}",
+            f"expected https://HOST/ORG, https://HOST/OWNER/REPO or https://HOST/enterprises/SLUG, got {raw!r}",
         )
 
     path = "/".join(segments)
     web_url = f"{parts.scheme}://{netloc_host}/{path}"
     api = _check_api_url(api_url) if api_url else _default_api_url(parts.scheme, host, netloc_host)
     return Scope(kind=kind, owner=owner, repo=repo, enterprise=enterprise, web_url=web_url, api_url=api)
-

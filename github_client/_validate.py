@@ -30,7 +30,9 @@ def check_runner_name(name: object, field: str = "name") -> str:
     if not isinstance(name, str) or not name.strip():
         raise InvalidInput(field, "runner name is empty")
     if len(name) > MAX_RUNNER_NAME_LENGTH:
-        raise InvalidInput(field, f"runner name is {len(name)} characters; GitHub allows at most {MAX_RUNNER_NAME_LENGTH}")
+        raise InvalidInput(
+            field, f"runner name is {len(name)} characters; GitHub allows at most {MAX_RUNNER_NAME_LENGTH}"
+        )
     if name != name.strip() or _CONTROL.search(name) or "/" in name:
         raise InvalidInput(field, f"runner name {name!r} has surrounding whitespace, a control character or '/'")
     return name

@@ -36,7 +36,9 @@ def emu() -> Iterator[Any]:
 def app_key() -> tuple[str, str]:
     """(private PEM, public PEM) of a test GitHub App."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     return private.decode(), public.decode()
 
@@ -55,10 +57,17 @@ def recorder(emu: Any, monkeypatch: pytest.MonkeyPatch) -> Recorder:
                 answer = resp.json() if resp.content else None
             except ValueError:
                 answer = resp.content
-            rec.exchanges.append(Exchange(
-                request.method or "", request.url or "", body, resp.status_code, answer,
-                dict(resp.headers), rec.client,
-            ))
+            rec.exchanges.append(
+                Exchange(
+                    request.method or "",
+                    request.url or "",
+                    body,
+                    resp.status_code,
+                    answer,
+                    dict(resp.headers),
+                    rec.client,
+                )
+            )
             rec.headers.append(dict(request.headers))
         return resp
 

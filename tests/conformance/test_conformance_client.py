@@ -28,8 +28,9 @@ PREFIXES = {
 
 
 def client(emu: Any, path: str, auth: PatAuth | AppAuth | None = None) -> GitHubClient:
-    return GitHubClient(parse_scope(f"{emu.url}/{path}"), auth or PatAuth(emu.admin_token),
-                        sleep=emu.advance_clock, clock=emu.state.now)
+    return GitHubClient(
+        parse_scope(f"{emu.url}/{path}"), auth or PatAuth(emu.admin_token), sleep=emu.advance_clock, clock=emu.state.now
+    )
 
 
 def exercise(c: GitHubClient, tag: str) -> None:

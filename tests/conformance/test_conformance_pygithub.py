@@ -18,14 +18,24 @@ PYGITHUB_EXTRA_QUERY = frozenset({"per_page", "page"})
 def gh(emu: Any) -> github.Github:
     # retry=None: a failure must show, not be papered over. No write throttling on loopback
     # (PyGithub waits 1 s between writes by default, meant for GitHub's secondary limits).
-    return github.Github(base_url=emu.api_url, auth=github.Auth.Token(emu.admin_token), lazy=True, retry=None,
-                         timeout=10, per_page=100, seconds_between_requests=None, seconds_between_writes=None)
+    return github.Github(
+        base_url=emu.api_url,
+        auth=github.Auth.Token(emu.admin_token),
+        lazy=True,
+        retry=None,
+        timeout=10,
+        per_page=100,
+        seconds_between_requests=None,
+        seconds_between_writes=None,
+    )
 
 
 def lazy_org(gh: github.Github, login: str) -> github.Organization.Organization:
     """An Organization object without fetching GET /orgs/{org}: the runner API is all we need
     (and all the emulator serves); PyGithub's get_organization has no lazy mode."""
-    return github.Organization.Organization(gh.requester, {}, {"url": f"{gh.requester.base_url}/orgs/{login}", "login": login}, completed=False)
+    return github.Organization.Organization(
+        gh.requester, {}, {"url": f"{gh.requester.base_url}/orgs/{login}", "login": login}, completed=False
+    )
 
 
 def test_org_runners_with_pygithub(emu: Any, gh: github.Github, recorder: Recorder) -> None:
@@ -77,7 +87,13 @@ def test_repo_runners_with_pygithub(emu: Any, gh: github.Github, recorder: Recor
 
 def test_pygithub_error_mapping(emu: Any, recorder: Recorder) -> None:
     """Bad credentials reach PyGithub as its BadCredentialsException (emulator error shape is GitHub's)."""
-    bad = github.Github(base_url=emu.api_url, auth=github.Auth.Token("ghp_" + "9" * 36), lazy=True, retry=None,
-                        seconds_between_requests=None, seconds_between_writes=None)
+    bad = github.Github(
+        base_url=emu.api_url,
+        auth=github.Auth.Token("ghp_" + "9" * 36),
+        lazy=True,
+        retry=None,
+        seconds_between_requests=None,
+        seconds_between_writes=None,
+    )
     with pytest.raises(github.BadCredentialsException):
         list(lazy_org(bad, "pyg").get_self_hosted_runners())

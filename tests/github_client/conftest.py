@@ -22,9 +22,11 @@ def private_key_pem(rsa_key: rsa.RSAPrivateKey) -> str:
 
 @pytest.fixture(scope="session")
 def public_key_pem(rsa_key: rsa.RSAPrivateKey) -> str:
-    return rsa_key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    return (
+        rsa_key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
 
 
 @pytest.fixture

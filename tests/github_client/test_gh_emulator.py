@@ -49,6 +49,7 @@ def _clean(emu: Any) -> Any:
 
 # -- access and tokens ----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("kind", ["org", "repo", "enterprise"])
 def test_check_access_costs_one_call(emu: Any, org: str, kind: str) -> None:
     """check_access proves access with exactly one request."""
@@ -87,6 +88,7 @@ def test_registration_and_remove_tokens(emu: Any, org: str) -> None:
 
 
 # -- JIT runners, list/get/delete, labels --------------------------------------------------------
+
 
 def test_jit_runner_lifecycle(emu: Any, org: str) -> None:
     """A JIT runner is listed, read, relabelled and deleted; then it is gone."""
@@ -145,6 +147,7 @@ def test_list_runners_reads_every_page(emu: Any, org: str) -> None:
 
 # -- groups, deprecations, downloads ---------------------------------------------------------
 
+
 def test_runner_groups(emu: Any, org: str) -> None:
     """Org groups are listed; find_runner_group is case-insensitive and usable for JIT."""
     gid = emu.add_runner_group(org, "GPU")
@@ -190,6 +193,7 @@ def test_downloads(emu: Any, org: str) -> None:
 
 # -- GitHub App ------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def app(emu: Any, org: str, public_key_pem: str) -> tuple[int, int]:
     app_id, installations = emu.add_app(None, public_key_pem, installations=[org])
@@ -227,9 +231,11 @@ def test_app_wrong_key(emu: Any, org: str, app: tuple[int, int]) -> None:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    other = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
+    other = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        .private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        .decode()
+    )
     with pytest.raises(BadCredentials):
         client_for(emu, org, AppAuth(app[0], other)).list_runners()
 
@@ -245,7 +251,7 @@ def test_app_token_refreshed_near_expiry(emu: Any, org: str, app: tuple[int, int
 
 def test_app_lacking_permission(emu: Any, org: str, public_key_pem: str, private_key_pem: str) -> None:
     """An installation without the runner permission gets PermissionDenied."""
-    app_id, installs = emu.add_app(None, public_key_pem, installations={org: {"metadata": "read"}})
+    app_id, _ = emu.add_app(None, public_key_pem, installations={org: {"metadata": "read"}})
     with pytest.raises(PermissionDenied, match="Self-hosted runners"):
         client_for(emu, org, AppAuth(app_id, private_key_pem)).registration_token()
 
@@ -258,6 +264,7 @@ def test_app_refused_for_enterprise(emu: Any, private_key_pem: str) -> None:
 
 
 # -- faults and rate limits -------------------------------------------------------------------
+
 
 def test_5xx_burst_is_retried(emu: Any, org: str) -> None:
     """Two 502s then success: three attempts, no error."""
@@ -338,6 +345,7 @@ def test_primary_limit_waits_for_reset(public_key_pem: str) -> None:
 
 def test_jit_answer_lost_is_recovered(emu: Any, org: str) -> None:
     """If the answer to generate-jitconfig is lost, the retry reclaims the name and succeeds."""
+
     class LosesFirstJit(requests.Session):
         lost = False
 

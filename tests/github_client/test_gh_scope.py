@@ -25,10 +25,18 @@ from github_client import InvalidInput, parse_scope
         ("https://octo.ghe.com/acme", "org", "acme", None, None, "https://api.octo.ghe.com"),
     ],
 )
-def test_parse_scope(url: str, kind: str, owner: str | None, repo: str | None, enterprise: str | None, api: str) -> None:
+def test_parse_scope(
+    url: str, kind: str, owner: str | None, repo: str | None, enterprise: str | None, api: str
+) -> None:
     """A web URL names the scope kind, its parts and the API root."""
     scope = parse_scope(url)
-    assert (scope.kind, scope.owner, scope.repo, scope.enterprise, scope.api_url) == (kind, owner, repo, enterprise, api)
+    assert (scope.kind, scope.owner, scope.repo, scope.enterprise, scope.api_url) == (
+        kind,
+        owner,
+        repo,
+        enterprise,
+        api,
+    )
 
 
 def test_web_url_is_normalised() -> None:
@@ -44,7 +52,11 @@ def test_explicit_api_url_wins() -> None:
 
 @pytest.mark.parametrize(
     ("scope_path", "prefix"),
-    [("acme", "/orgs/acme/actions"), ("acme/app", "/repos/acme/app/actions"), ("enterprises/e", "/enterprises/e/actions")],
+    [
+        ("acme", "/orgs/acme/actions"),
+        ("acme/app", "/repos/acme/app/actions"),
+        ("enterprises/e", "/enterprises/e/actions"),
+    ],
 )
 def test_actions_path(scope_path: str, prefix: str) -> None:
     """Each scope kind has its own REST prefix."""
@@ -82,7 +94,9 @@ def test_malformed_scope_url_is_refused(url: str) -> None:
     assert "scope_url" in str(info.value)
 
 
-@pytest.mark.parametrize("api_url", ["ghe.example.com/api/v3", "ftp://x/api", "https://u:p@x/api/v3", "https://x/api?q=1"])
+@pytest.mark.parametrize(
+    "api_url", ["ghe.example.com/api/v3", "ftp://x/api", "https://u:p@x/api/v3", "https://x/api?q=1"]
+)
 def test_malformed_api_url_is_refused(api_url: str) -> None:
     """A malformed explicit API root raises InvalidInput naming api_url."""
     with pytest.raises(InvalidInput) as info:

@@ -40,8 +40,15 @@ def make(session: ScriptedSession, clock: FakeClock, url: str = ORG, **kwargs: A
 
 
 def runner(i: int, name: str | None = None, **extra: Any) -> dict[str, Any]:
-    return {"id": i, "name": name or f"r{i}", "os": "linux", "status": "online", "busy": False,
-            "labels": [{"id": 1, "name": "self-hosted", "type": "read-only"}], **extra}
+    return {
+        "id": i,
+        "name": name or f"r{i}",
+        "os": "linux",
+        "status": "online",
+        "busy": False,
+        "labels": [{"id": 1, "name": "self-hosted", "type": "read-only"}],
+        **extra,
+    }
 
 
 TOKEN = (201, {"token": "AABBCCDDEEFFGG", "expires_at": "2030-01-01T00:00:00Z"}, {})
@@ -60,7 +67,9 @@ def test_request_headers(session: ScriptedSession, clock: FakeClock) -> None:
     assert sent.headers["Authorization"] == f"Bearer {PAT}"
 
 
-def test_timeout_is_set_on_every_request(session: ScriptedSession, clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_timeout_is_set_on_every_request(
+    session: ScriptedSession, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """requests gets the client's timeout on each call."""
     seen: list[Any] = []
     original = ScriptedSession.send
@@ -145,7 +154,9 @@ def test_secondary_limit_without_retry_after_waits_a_minute(session: ScriptedSes
 def test_rate_limit_beyond_max_wait_raises(session: ScriptedSession, clock: FakeClock) -> None:
     """A wait longer than max_wait raises RateLimited at once, with retry_at, without sleeping."""
     reset = int(clock.now) + 3600
-    session.script = [(429, {"message": "API rate limit exceeded"}, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(reset)})]
+    session.script = [
+        (429, {"message": "API rate limit exceeded"}, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(reset)})
+    ]
     with pytest.raises(RateLimited) as info:
         make(session, clock, max_wait=60).registration_token()
     assert clock.sleeps == []
@@ -169,7 +180,9 @@ def test_spent_limit_delays_next_call(session: ScriptedSession, clock: FakeClock
 def test_spent_limit_beyond_max_wait_sends_nothing(session: ScriptedSession, clock: FakeClock) -> None:
     """When the spent limit resets after max_wait, the next call raises without a request."""
     reset = int(clock.now) + 3000
-    session.script = [(200, {"total_count": 0, "runners": []}, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(reset)})]
+    session.script = [
+        (200, {"total_count": 0, "runners": []}, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(reset)})
+    ]
     client = make(session, clock)
     client.list_runners()
     with pytest.raises(RateLimited, match="was not sent"):
@@ -181,8 +194,11 @@ def test_pagination_follows_link_headers(session: ScriptedSession, clock: FakeCl
     """list_runners asks for 100 per page and follows rel=next to the end."""
     base = "https://api.github.com/orgs/acme/actions/runners"
     session.script = [
-        (200, {"total_count": 3, "runners": [runner(1), runner(2)]},
-         {"Link": f'<{base}?per_page=100&page=2>; rel="next", <{base}?per_page=100&page=2>; rel="last"'}),
+        (
+            200,
+            {"total_count": 3, "runners": [runner(1), runner(2)]},
+            {"Link": f'<{base}?per_page=100&page=2>; rel="next", <{base}?per_page=100&page=2>; rel="last"'},
+        ),
         (200, {"total_count": 3, "runners": [runner(3)]}, {"Link": f'<{base}?per_page=100&page=1>; rel="first"'}),
     ]
     assert [r.id for r in make(session, clock).list_runners()] == [1, 2, 3]
@@ -192,7 +208,9 @@ def test_pagination_follows_link_headers(session: ScriptedSession, clock: FakeCl
 
 def test_link_to_another_host_is_refused(session: ScriptedSession, clock: FakeClock) -> None:
     """A next link pointing elsewhere would leak the token: refused."""
-    session.script = [(200, {"total_count": 2, "runners": [runner(1)]}, {"Link": '<https://evil.example/x?page=2>; rel="next"'})]
+    session.script = [
+        (200, {"total_count": 2, "runners": [runner(1)]}, {"Link": '<https://evil.example/x?page=2>; rel="next"'})
+    ]
     with pytest.raises(GitHubError, match="refusing to send credentials"):
         make(session, clock).list_runners()
     assert len(session.sent) == 1
@@ -220,7 +238,9 @@ def test_errors_are_typed_and_say_what_to_do(
     session: ScriptedSession, clock: FakeClock, url: str, status: int, error: type[GitHubError], needle: str
 ) -> None:
     """Each status maps to its exception, with a hint naming the needed scope."""
-    session.script = [(status, {"message": "nope", "documentation_url": "https://docs.github.com/x"}, {"x-github-request-id": "R1"})]
+    session.script = [
+        (status, {"message": "nope", "documentation_url": "https://docs.github.com/x"}, {"x-github-request-id": "R1"})
+    ]
     with pytest.raises(error) as info:
         make(session, clock, url=url).registration_token()
     assert needle in str(info.value)
@@ -261,12 +281,16 @@ def test_call_counter_and_hook(session: ScriptedSession, clock: FakeClock) -> No
     client.list_runners()
     assert client.calls == {"registration_token": 2, "list_runners": 1}
     assert [(e.kind, e.status, e.attempt) for e in events] == [
-        ("registration_token", 500, 1), ("registration_token", 201, 2), ("list_runners", 200, 1)]
+        ("registration_token", 500, 1),
+        ("registration_token", 201, 2),
+        ("list_runners", 200, 1),
+    ]
     assert PAT not in repr(events)
 
 
 def test_failing_hook_does_not_break_calls(session: ScriptedSession, clock: FakeClock) -> None:
     """An exception in on_request is logged, not raised."""
+
     def boom(event: RequestEvent) -> None:
         raise RuntimeError("metrics down")
 
@@ -285,7 +309,11 @@ def test_token_repr_is_redacted(session: ScriptedSession, clock: FakeClock) -> N
 
 # -- generate-jitconfig after an ambiguous failure ------------------------------------------
 
-JIT_OK = (201, {"runner": {**runner(7, "r1"), "status": "offline", "os": "unknown"}, "encoded_jit_config": "BLOB1234"}, {})
+JIT_OK = (
+    201,
+    {"runner": {**runner(7, "r1"), "status": "offline", "os": "unknown"}, "encoded_jit_config": "BLOB1234"},
+    {},
+)
 CONFLICT = (409, {"message": "Already exists - A runner with the name r1 already exists."}, {})
 
 
@@ -323,6 +351,7 @@ def test_jit_conflict_with_online_runner_is_raised(session: ScriptedSession, clo
 
 # -- GitHub App ------------------------------------------------------------------------------
 
+
 def app_handler(counts: dict[str, int], expires: str = "2099-01-01T00:00:00Z", barrier: threading.Event | None = None):  # type: ignore[no-untyped-def]
     def handle(req: requests.PreparedRequest) -> tuple[int, Any, dict[str, str]]:
         url = req.url or ""
@@ -339,10 +368,13 @@ def app_handler(counts: dict[str, int], expires: str = "2099-01-01T00:00:00Z", b
         counts["api"] = counts.get("api", 0) + 1
         assert auth.startswith("Bearer ghs_installation")
         return 200, {"total_count": 0, "runners": []}, {}
+
     return handle
 
 
-def test_app_looks_up_installation_and_caches_token(session: ScriptedSession, clock: FakeClock, private_key_pem: str) -> None:
+def test_app_looks_up_installation_and_caches_token(
+    session: ScriptedSession, clock: FakeClock, private_key_pem: str
+) -> None:
     """One lookup and one token mint serve many calls."""
     counts: dict[str, int] = {}
     session.handler = app_handler(counts)
@@ -370,7 +402,9 @@ def test_app_token_refreshed_before_expiry(session: ScriptedSession, clock: Fake
     assert counts["mint"] == 2 and "lookup" not in counts
 
 
-def test_app_token_is_minted_once_across_threads(session: ScriptedSession, clock: FakeClock, private_key_pem: str) -> None:
+def test_app_token_is_minted_once_across_threads(
+    session: ScriptedSession, clock: FakeClock, private_key_pem: str
+) -> None:
     """Concurrent first calls share one installation token."""
     counts: dict[str, int] = {}
     session.handler = app_handler(counts)
@@ -413,7 +447,10 @@ def test_repo_groups_need_no_request(session: ScriptedSession, clock: FakeClock)
 
 def test_find_runner_group_lists_known_names(session: ScriptedSession, clock: FakeClock) -> None:
     """An unknown group name raises NotFound listing the groups that exist."""
-    groups = {"total_count": 2, "runner_groups": [{"id": 1, "name": "Default", "default": True}, {"id": 3, "name": "GPU", "default": False}]}
+    groups = {
+        "total_count": 2,
+        "runner_groups": [{"id": 1, "name": "Default", "default": True}, {"id": 3, "name": "GPU", "default": False}],
+    }
     session.script = [(200, groups, {}), (200, groups, {})]
     client = make(session, clock)
     assert client.find_runner_group("gpu").id == 3

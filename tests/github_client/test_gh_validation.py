@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from ghc_fakes import ScriptedSession
 
 from github_client import (
     MAX_LABELS,
@@ -15,8 +16,6 @@ from github_client import (
     PatAuth,
     parse_scope,
 )
-
-from ghc_fakes import ScriptedSession
 
 
 @pytest.fixture
@@ -86,7 +85,12 @@ def test_duplicate_labels_are_sent_once(client: GitHubClient, session: ScriptedS
 
 @pytest.mark.parametrize(
     ("kwargs", "field"),
-    [({"timeout": 0}, "timeout"), ({"max_retries": -1}, "max_retries"), ({"max_wait": -1}, "max_wait"), ({"user_agent": ""}, "user_agent")],
+    [
+        ({"timeout": 0}, "timeout"),
+        ({"max_retries": -1}, "max_retries"),
+        ({"max_wait": -1}, "max_wait"),
+        ({"user_agent": ""}, "user_agent"),
+    ],
 )
 def test_bad_client_options(kwargs: dict[str, Any], field: str) -> None:
     """Client options are range-checked."""
