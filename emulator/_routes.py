@@ -189,7 +189,9 @@ def access_token(ctx: Ctx) -> Reply:
 def rate_limit(ctx: Ctx) -> Reply:
     assert ctx.principal is not None
     core = _emu(ctx).creds.peek(ctx.principal)
-    return Reply(200, {"resources": {"core": core}, "rate": core})
+    # Only `core` is metered here; `search` is required by the description and reported as untouched.
+    search = {"limit": 30, "remaining": 30, "used": 0, "reset": core["reset"]}
+    return Reply(200, {"resources": {"core": core, "search": search}, "rate": core})
 
 
 # ---- the real runner's registration flow -------------------------------------------------
