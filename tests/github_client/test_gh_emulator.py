@@ -6,6 +6,7 @@ resets and retry-after pauses pass instantly while the HTTP traffic stays real.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -301,6 +302,10 @@ def test_slow_answer_times_out(emu: Any, org: str) -> None:
     emu.set_faults(latency=1.0)
     with pytest.raises(GitHubUnavailable):
         client_for(emu, org, timeout=0.2, max_retries=1).list_runners()
+    # The emulator finishes (and logs) both slow requests later; wait so the next test's log is clean.
+    deadline = time.monotonic() + 10
+    while api_calls(emu).get("GET /orgs/{org}/actions/runners", 0) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def test_secondary_limit_with_retry_after(emu: Any, org: str) -> None:
@@ -361,3 +366,55 @@ def test_jit_answer_lost_is_recovered(emu: Any, org: str) -> None:
     runners = client.list_runners(name="lost-1")
     assert [r.id for r in runners] == [jit.runner.id]
     assert client.calls["generate_jitconfig"] == 3 and client.calls["delete_runner"] == 1
+
+
+# -- what each operation costs (the emulator's request log) ------------------------------------
+
+COSTS = {
+    # operation: API requests it sends with a PAT (App auth adds 2 on first use: lookup + token)
+    "check_access": 1,
+    "registration_token": 1,
+    "remove_token": 1,
+    "generate_jitconfig": 1,
+    "list_runners": 1,  # per 100 runners
+    "get_runner": 1,
+    "delete_runner": 1,
+    "runner_labels": 1,
+    "set_runner_labels": 1,
+    "add_runner_labels": 1,
+    "remove_runner_label": 1,
+    "find_runner_group": 1,  # org/enterprise; 0 for a repository
+    "runner_deprecation": 1,
+    "downloads": 1,
+}
+
+
+@pytest.mark.parametrize("operation", sorted(COSTS))
+def test_operation_cost(emu: Any, org: str, operation: str) -> None:
+    """Each high-level operation costs the documented number of API requests."""
+    client = client_for(emu, org)
+    runner_id = client.generate_jitconfig("cost", ["x"]).runner.id
+    client.add_runner_labels(runner_id, ["extra"])
+    emu.reset_requests()
+    args: dict[str, tuple[Any, ...]] = {
+        "generate_jitconfig": ("cost-2", ["x"]),
+        "get_runner": (runner_id,),
+        "delete_runner": (runner_id,),
+        "runner_labels": (runner_id,),
+        "set_runner_labels": (runner_id, ["a"]),
+        "add_runner_labels": (runner_id, ["b"]),
+        "remove_runner_label": (runner_id, "extra"),
+        "find_runner_group": ("Default",),
+        "runner_deprecation": ("2.320.0",),
+    }
+    getattr(client, operation)(*args.get(operation, ()))
+    assert sum(api_calls(emu).values()) == COSTS[operation]
+
+
+def test_app_first_use_costs_two_more(emu: Any, org: str, app: tuple[int, int], private_key_pem: str) -> None:
+    """App auth: installation lookup + token mint once, then nothing extra per call."""
+    client = client_for(emu, org, AppAuth(app[0], private_key_pem))
+    client.registration_token()
+    assert sum(api_calls(emu).values()) == 3
+    client.registration_token()
+    assert sum(api_calls(emu).values()) == 4
