@@ -1,0 +1,97 @@
+"""The sandbox on the real engines: up, jobs in fresh containers, refresh, a live config change, destroy."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import docker
+import pytest
+
+from e2e_helpers import wait_for, write_stack_config
+
+pytestmark = [pytest.mark.engine, pytest.mark.docker, pytest.mark.slow]
+
+FRESH = ('if [ -e /tmp/ghr-e2e-marker ]; then echo "DIRTY: an earlier job left a file"; exit 3; fi; '
+         'touch /tmp/ghr-e2e-marker; echo "clean job on $(id -un)"')
+
+
+def _runners(emu: Any, prefix: str) -> list[dict[str, Any]]:
+    return [r for r in emu.runners("acme") if r["name"].startswith(prefix + "-")]
+
+
+def _online(emu: Any, prefix: str) -> list[dict[str, Any]]:
+    return [r for r in _runners(emu, prefix) if r["status"] == "online"]
+
+
+def _registration_state(stack: Any) -> dict[str, Any]:
+    (reg,) = [r for r in stack.resources() if r["type"].endswith("RunnerRegistration")]
+    return reg["outputs"]
+
+
+def _our_containers(stack_name: str) -> list[Any]:
+    client = docker.from_env()
+    return client.containers.list(all=True, filters={"label": f"ghr.stack={stack_name}"})
+
+
+@pytest.fixture(scope="module")
+def sandbox(program_stack, emulator):
+    stack = program_stack("e2e")
+    write_stack_config(stack, emulator, slots=2)
+    return stack
+
+
+def test_1_up_brings_runners_online(sandbox, emulator):
+    """`pulumi up` from empty: images built, manager running, 2 runners online."""
+    sandbox.up()
+    prefix = f"{sandbox.stack}-cpu-local"
+    wait_for(lambda: len(_online(emulator, prefix)) >= 2, "2 runners online", 180)
+    outputs = sandbox.outputs()
+    entry = outputs["pools"]["cpu"]["local"]
+    assert entry["manager_container"]["state"] == "running"
+    assert entry["runner_image_id"].startswith("sha256:")
+    assert emulator.admin_token not in sandbox.stored_text()
+
+
+def test_2_each_job_runs_in_a_fresh_container(sandbox, emulator):
+    """Four jobs in a row each find a clean container (no file left by the job before)."""
+    job_ids = [emulator.enqueue_job("acme", ["self-hosted", "e2e"], FRESH, timeout=120) for _ in range(4)]
+    done = [emulator.wait_job(j, timeout=180) for j in job_ids]
+    assert [d["conclusion"] for d in done] == ["success"] * 4, [d["output"] for d in done]
+    assert len({d["runner_name"] for d in done}) == 4  # one registration, one container per job
+
+
+def test_3_refresh_shows_counts(sandbox, emulator):
+    """`pulumi refresh` records online / busy / offline counts in the registration's state."""
+    prefix = f"{sandbox.stack}-cpu-local"
+    wait_for(lambda: len(_online(emulator, prefix)) >= 2, "2 runners online again", 120)
+    sandbox.refresh()
+    outs = _registration_state(sandbox)
+    assert outs["online"] >= 2 and outs["busy"] == 0 and outs["total"] >= 2
+
+
+def test_4_slots_and_label_change_keeps_running_job(sandbox, emulator):
+    """slots 2->3 and a new label, applied by `pulumi up` while a job runs: the job still succeeds."""
+    prefix = f"{sandbox.stack}-cpu-local"
+    long_job = emulator.enqueue_job("acme", ["self-hosted", "e2e"], "sleep 8; echo survived", timeout=300)
+    wait_for(lambda: emulator.job(long_job)["status"] == "in_progress", "the long job to start", 60)
+    write_stack_config(sandbox, emulator, slots=3, labels=["self-hosted", "linux", "e2e", "e2e-new"])
+    sandbox.up()
+    result = emulator.wait_job(long_job, timeout=180)
+    assert result["conclusion"] == "success" and "survived" in result["output"]
+    online = wait_for(lambda: (lambda o: o if len(o) >= 3 else None)(_online(emulator, prefix)),
+                      "3 runners online", 180)
+    assert all("e2e-new" in [lb["name"] if isinstance(lb, dict) else lb for lb in r["labels"]] for r in online)
+    job = emulator.wait_job(emulator.enqueue_job("acme", ["e2e-new"], FRESH, timeout=120), timeout=180)
+    assert job["conclusion"] == "success"
+
+
+def test_5_destroy_leaves_nothing(sandbox, emulator):
+    """`pulumi destroy`: no containers, no registrations, no images of the stack."""
+    sandbox.destroy()
+    prefix = f"{sandbox.stack}-cpu-local"
+    assert _runners(emulator, prefix) == []
+    assert _our_containers(sandbox.stack) == []
+    client = docker.from_env()
+    assert not [i for i in client.images.list() if any(sandbox.stack in t for t in i.tags)]
+    assert json.dumps(sandbox.resources()) in ("[]", "null") or not sandbox.resources()
