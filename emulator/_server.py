@@ -56,9 +56,12 @@ class RequestLog:
         self.lock = threading.Lock()
         self.entries: deque[dict[str, Any]] = deque(maxlen=maxlen)
         self.counts: Counter[str] = Counter()
+        self.generation = 0  # bumped by reset: requests still in flight then are not counted
 
-    def add(self, entry: dict[str, Any]) -> None:
+    def add(self, entry: dict[str, Any], generation: int) -> None:
         with self.lock:
+            if generation != self.generation:
+                return
             self.entries.append(entry)
             self.counts[entry["endpoint"]] += 1
 
@@ -70,6 +73,7 @@ class RequestLog:
         with self.lock:
             self.entries.clear()
             self.counts.clear()
+            self.generation += 1
 
 
 @dataclass
@@ -208,6 +212,7 @@ class Handler(BaseHTTPRequestHandler):
     def _dispatch(self, method: str) -> None:
         emu = self.server.emulator
         started = time.monotonic()
+        generation = emu.requests.generation
         split = urlsplit(self.path)
         path = split.path
         query = parse_qs(split.query, keep_blank_values=True)
@@ -236,7 +241,7 @@ class Handler(BaseHTTPRequestHandler):
         entry["status"] = reply.status if reply else "dropped"
         entry["ms"] = round((time.monotonic() - started) * 1000, 1)
         if not entry.pop("_skip_log", False):
-            emu.requests.add(entry)
+            emu.requests.add(entry, generation)
         log.info("event=request method=%s endpoint=%s status=%s ms=%s principal=%s request_id=%s",
                  method, entry["endpoint"].split(" ", 1)[1].replace(" ", "_"), entry["status"], entry["ms"],
                  entry.get("principal", "-"), rid)
