@@ -325,9 +325,10 @@ class GitHubClient:
             resp = self._call("GET", url, kind, params=query)
             body = resp.body or {}
             yield from body.get(key) or []
-            url = _next_link(resp.headers.get("link") or resp.headers.get("Link"))
+            url = _next_link(resp.headers.get("link"))
             if url is None:
                 return
+            url = self._t.rebase(url)
             query = None  # the next link carries the query
         raise GitHubError(f"GET {path} returned more than {MAX_PAGES} pages; stopping to stay bounded")
 

@@ -111,6 +111,24 @@ class Transport:
         parts = urlsplit(url)
         return (parts.scheme, parts.netloc) == self._origin
 
+    def rebase(self, url: str) -> str:
+        """A pagination link onto this client's API host (never follow it to another host).
+
+        GHES behind a proxy, or an explicit api_url, may get links that name GitHub's own
+        host; the path and query are what matter. Links outside the API root are refused.
+        """
+        if self.same_origin(url):
+            return url
+        parts = urlsplit(url)
+        base_path = urlsplit(self.api_url).path
+        if not parts.path.startswith(base_path + "/"):
+            raise GitHubError(
+                f"refusing to follow a pagination link to {parts.netloc}{parts.path}: "
+                "it is outside this client's API root (check api_url)"
+            )
+        query = f"?{parts.query}" if parts.query else ""
+        return f"{self._origin[0]}://{self._origin[1]}{parts.path}{query}"
+
     def _count(self, kind: str) -> None:
         with self._lock:
             self.calls[kind] += 1
@@ -273,6 +291,13 @@ class Transport:
                 waited += delay
                 continue
 
+            if 300 <= status < 400:
+                # Redirects are not followed: that would replay the token to wherever they point.
+                raise GitHubError(
+                    f"GitHub redirected {method} {path} ({status}) to {resp.headers.get('location', '?')}: "
+                    "the repository or organisation was probably renamed or moved; update the scope URL",
+                    **meta,
+                )
             raise _error_for(status, method, path, message, meta, (hints or {}).get(status))
 
     # -- rate limits and backoff --------------------------------------------------------

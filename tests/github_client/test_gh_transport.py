@@ -206,13 +206,35 @@ def test_pagination_follows_link_headers(session: ScriptedSession, clock: FakeCl
     assert session.sent[1].url == f"{base}?per_page=100&page=2"
 
 
-def test_link_to_another_host_is_refused(session: ScriptedSession, clock: FakeClock) -> None:
-    """A next link pointing elsewhere would leak the token: refused."""
+def test_link_to_another_host_stays_on_api_host(session: ScriptedSession, clock: FakeClock) -> None:
+    """A next link naming another host is followed on the client's own API host only."""
+    session.script = [
+        (
+            200,
+            {"total_count": 2, "runners": [runner(1)]},
+            {"Link": '<https://other.example/orgs/acme/actions/runners?page=2>; rel="next"'},
+        ),
+        (200, {"total_count": 2, "runners": [runner(2)]}, {}),
+    ]
+    assert [r.id for r in make(session, clock).list_runners()] == [1, 2]
+    assert session.sent[1].url == "https://api.github.com/orgs/acme/actions/runners?page=2"
+
+
+def test_link_outside_api_root_is_refused(session: ScriptedSession, clock: FakeClock) -> None:
+    """A next link outside the API root is refused; the token goes nowhere else."""
     session.script = [
         (200, {"total_count": 2, "runners": [runner(1)]}, {"Link": '<https://evil.example/x?page=2>; rel="next"'})
     ]
-    with pytest.raises(GitHubError, match="refusing to send credentials"):
-        make(session, clock).list_runners()
+    with pytest.raises(GitHubError, match="outside this client's API root"):
+        make(session, clock, url="https://ghe.example.com/acme").list_runners()
+    assert len(session.sent) == 1
+
+
+def test_redirect_is_not_followed(session: ScriptedSession, clock: FakeClock) -> None:
+    """A 301 (renamed repository) says to update the scope URL instead of replaying the token."""
+    session.script = [(301, {"message": "Moved Permanently"}, {"location": "https://api.github.com/repositories/9"})]
+    with pytest.raises(GitHubError, match="renamed or moved"):
+        make(session, clock, url="https://github.com/acme/app").get_runner(1)
     assert len(session.sent) == 1
 
 
