@@ -144,3 +144,23 @@ def test_client_sends_github_headers(emu: Any, recorder: Recorder) -> None:
         assert headers["Accept"] == "application/vnd.github+json"
         assert headers["User-Agent"]
         assert headers["Authorization"].startswith("Bearer ")
+
+
+def test_other_emulator_endpoints_conform(emu: Any, recorder: Recorder, app_key: tuple[str, str]) -> None:
+    """Emulator endpoints outside the client (App installations, rate limit, enterprise install) conform."""
+    import requests
+
+    private, public = app_key
+    app_id, _ = emu.add_app(None, public, installations=["extras", "enterprises/extras"])
+    jwt_token = AppAuth(app_id, private).jwt(emu.state.now())
+    headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28", "User-Agent": "t"}
+    with requests.Session() as s:
+        app_h = {**headers, "Authorization": f"Bearer {jwt_token}"}
+        assert s.get(f"{emu.api_url}/app/installations", headers=app_h, timeout=10).status_code == 200
+        assert s.get(f"{emu.api_url}/orgs/extras/installation", headers=app_h, timeout=10).status_code == 200
+        ent = s.get(f"{emu.api_url}/enterprises/extras/installation", headers=app_h, timeout=10)
+        assert ent.status_code == 200
+        pat_h = {**headers, "Authorization": f"Bearer {emu.admin_token}"}
+        assert s.get(f"{emu.api_url}/rate_limit", headers=pat_h, timeout=10).status_code == 200
+    assert len(recorder.exchanges) == 4
+    assert_conforms(recorder)
