@@ -11,7 +11,7 @@ from typing import Any
 
 from ._auth import ALL_PAT_SCOPES, Credentials, Principal, fingerprint
 from ._server import Faults, Handler, RequestLog, Server
-from ._state import Options, State, parse_scope
+from ._state import Options, State
 from . import _tarball
 
 log = logging.getLogger("emulator")

@@ -149,7 +149,9 @@ def runner_groups(ctx: Ctx) -> Reply:
 def _installation_for(ctx: Ctx, account: str) -> Reply:
     app = ctx.principal.app if ctx.principal else None
     assert app is not None
-    for inst in app.installations.values():
+    with _emu(ctx).creds.lock:
+        installs = list(app.installations.values())
+    for inst in installs:
         if inst.account == account.lower():
             return Reply(200, inst.as_json(ctx.base_url, app.slug))
     raise ApiError(404, "Not Found", APP_DOCS)
@@ -170,7 +172,9 @@ def enterprise_installation(ctx: Ctx) -> Reply:
 def app_installations(ctx: Ctx) -> Reply:
     app = ctx.principal.app if ctx.principal else None
     assert app is not None
-    items = [i.as_json(ctx.base_url, app.slug) for i in sorted(app.installations.values(), key=lambda i: i.id)]
+    with _emu(ctx).creds.lock:
+        installs = sorted(app.installations.values(), key=lambda i: i.id)
+    items = [i.as_json(ctx.base_url, app.slug) for i in installs]
     page, headers = paginate(ctx, items)
     return Reply(200, page, headers)
 

@@ -15,9 +15,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
-from ._auth import APP_PERMISSION_FOR, PAT_SCOPE_FOR, ApiError, Principal, bad_credentials
-from ._errors import APP_DOCS, DOCS, RUNNER_DOCS, not_found, unprocessable
-from ._state import RUNNER_VERSION, iso, scope_kind
+from ._auth import APP_PERMISSION_FOR, PAT_SCOPE_FOR, Principal, bad_credentials
+from ._errors import APP_DOCS, DOCS, RUNNER_DOCS, ApiError, not_found
+from ._state import iso, scope_kind
 
 if TYPE_CHECKING:
     from ._emulator import Emulator
@@ -263,7 +263,7 @@ class Handler(BaseHTTPRequestHandler):
             for k, v in reply.headers.items():
                 self.send_header(k, v)
             # Headers and body in one write.
-            self._headers_buffer.append(b"\r\n" + (data if reply.status != 204 else b""))
+            self._headers_buffer.append(b"\r\n" + (data if reply.status != 204 else b""))  # type: ignore[attr-defined]
             self.flush_headers()
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
@@ -362,7 +362,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         # Runner endpoints.
         assert ctx.scope is not None
-        kind = scope_kind(ctx.scope) if "/" not in ctx.scope or ctx.scope.startswith("enterprises/") else "repo"
+        kind = scope_kind(ctx.scope)
         if p.kind == "pat":
             needed = PAT_SCOPE_FOR[kind]
             headers["X-Accepted-OAuth-Scopes"] = needed

@@ -13,7 +13,7 @@ import secrets
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ._errors import RUNNER_DOCS, ApiError, not_found, unprocessable
@@ -337,8 +337,10 @@ class State:
             assert isinstance(name, str) and isinstance(labels, list) and isinstance(group_id, int)
             if self._find_by_name(key, name):
                 raise ApiError(409, f"Already exists - A runner with the name {name} already exists.", RUNNER_DOCS)
-            seen: set[str] = set()
-            lbs = [self._label(lb) for lb in labels if not (lb.lower() in seen or seen.add(lb.lower()))]
+            lbs: list[Label] = []
+            for lb in labels:
+                if all(x.name.lower() != lb.lower() for x in lbs):
+                    lbs.append(self._label(lb))
             r = self._new_runner(key, name, group_id, lbs, ephemeral=True, jit=True, work_folder=work)
             files = self.runner_files(r, base_url)
             encoded = _b64({k: _b64(v) for k, v in files.items()})

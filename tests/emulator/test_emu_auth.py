@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import jwt
 import pytest
+import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from emulator import Emulator
@@ -128,7 +131,7 @@ class TestApp:
         """App endpoints want a JWT."""
         assert api.get("/app/installations").status_code == 401
 
-    def _install_token(self, api: Api, key: rsa.RSAPrivateKey, iid: int, **body: object) -> dict[str, object]:
+    def _install_token(self, api: Api, key: rsa.RSAPrivateKey, iid: int, **body: object) -> dict[str, Any]:
         r = api.post(f"/app/installations/{iid}/access_tokens", token=app_jwt(key, 42), json=body or None)
         assert r.status_code == 201, r.text
         return dict(r.json())
@@ -207,7 +210,7 @@ class TestApp:
 class TestRegistrationFlow:
     """The real runner's registration: runner-registration (RemoteAuth) then runners/register."""
 
-    def _remote(self, api: Api, token: str, url: str, event: str = "register") -> object:
+    def _remote(self, api: Api, token: str, url: str, event: str = "register") -> requests.Response:
         return api.post("/actions/runner-registration", token=None, headers={"Authorization": f"RemoteAuth {token}"},
                         json={"url": url, "runner_event": event})
 
@@ -215,8 +218,8 @@ class TestRegistrationFlow:
         """A registration token buys a runner-admin token and use_v2_flow: true."""
         reg = api.post("/repos/acme/widgets/actions/runners/registration-token").json()["token"]
         r = self._remote(api, reg, f"{emu.url}/acme/widgets")
-        body = r.json()  # type: ignore[attr-defined]
-        assert r.status_code == 200  # type: ignore[attr-defined]
+        body = r.json()
+        assert r.status_code == 200
         assert body["token_schema"] == "OAuthAccessToken" and body["use_v2_flow"] is True and body["url"]
         admin = body["token"]
         assert api.get("/repos/acme/widgets/actions/runners", token=admin).status_code == 200
@@ -232,33 +235,33 @@ class TestRegistrationFlow:
     @pytest.mark.parametrize("token", ["AWRONG", ""])
     def test_bad_registration_token_is_404(self, api: Api, emu: Emulator, token: str) -> None:
         """An unknown registration token answers 404 (the runner prints NotFound)."""
-        assert self._remote(api, token or "x", f"{emu.url}/acme").status_code in (401, 404)  # type: ignore[attr-defined]
+        assert self._remote(api, token or "x", f"{emu.url}/acme").status_code in (401, 404)
 
     def test_token_for_another_scope_is_404(self, api: Api, emu: Emulator) -> None:
         """A registration token only registers in its own scope."""
         reg = api.post("/orgs/acme/actions/runners/registration-token").json()["token"]
-        assert self._remote(api, reg, f"{emu.url}/other").status_code == 404  # type: ignore[attr-defined]
+        assert self._remote(api, reg, f"{emu.url}/other").status_code == 404
 
     def test_remove_event_wants_a_remove_token(self, api: Api, emu: Emulator) -> None:
         """runner_event=remove accepts a remove token, not a registration token."""
         reg = api.post("/orgs/acme/actions/runners/registration-token").json()["token"]
         rem = api.post("/orgs/acme/actions/runners/remove-token").json()["token"]
-        assert self._remote(api, reg, f"{emu.url}/acme", "remove").status_code == 404  # type: ignore[attr-defined]
-        assert self._remote(api, rem, f"{emu.url}/acme", "remove").status_code == 200  # type: ignore[attr-defined]
+        assert self._remote(api, reg, f"{emu.url}/acme", "remove").status_code == 404
+        assert self._remote(api, rem, f"{emu.url}/acme", "remove").status_code == 200
 
     def test_registration_token_expires(self) -> None:
         """Registration tokens stop working after their lifetime (1 hour by default)."""
         with Emulator() as emu:
             api = Api(emu, emu.admin_token)
             reg = api.post("/orgs/acme/actions/runners/registration-token").json()["token"]
-            assert self._remote(api, reg, f"{emu.url}/acme").status_code == 200  # type: ignore[attr-defined]
+            assert self._remote(api, reg, f"{emu.url}/acme").status_code == 200
             emu.advance_clock(3601)
-            assert self._remote(api, reg, f"{emu.url}/acme").status_code == 404  # type: ignore[attr-defined]
+            assert self._remote(api, reg, f"{emu.url}/acme").status_code == 404
 
     def test_old_runner_version_cannot_register(self, api: Api, emu: Emulator) -> None:
         """Runners older than 2.329.0 can no longer register."""
         reg = api.post("/orgs/acme/actions/runners/registration-token").json()["token"]
-        admin = self._remote(api, reg, f"{emu.url}/acme").json()["token"]  # type: ignore[attr-defined]
+        admin = self._remote(api, reg, f"{emu.url}/acme").json()["token"]
         r = api.post("/actions/runners/register", token=admin,
                      json={"url": f"{emu.url}/acme", "group_id": 1, "name": "old", "version": "2.300.0",
                            "labels": [{"name": "x", "type": "custom"}]})
