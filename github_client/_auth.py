@@ -61,7 +61,8 @@ class AppAuth:
         self.app_id = _check_app_id(app_id)
         self.installation_id = _check_installation_id(installation_id)
         self._key = _load_key(private_key_pem)
-        self._lock = threading.Lock()
+        # Re-entrant: the token mint looks the installation up while holding it.
+        self._lock = threading.RLock()
         self._tokens: dict[int, _CachedToken] = {}
         self._installations: dict[str, int] = {}
 

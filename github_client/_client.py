@@ -134,10 +134,14 @@ class GitHubClient:
         if auth.installation_id is not None:
             return auth.installation_id
         key = self._scope_key()
+        # Held across the lookup: threads starting together make one request, not N.
         with auth._lock:
             cached = auth._installations.get(key)
-        if cached is not None:
+            if cached is None:
+                cached = auth._installations[key] = self._lookup_installation(auth)
             return cached
+
+    def _lookup_installation(self, auth: AppAuth) -> int:
         if self.scope.kind == "repo":
             path = f"/repos/{quote(self.scope.owner or '')}/{quote(self.scope.repo or '')}/installation"
         else:
@@ -154,17 +158,14 @@ class GitHubClient:
                 401: "check the App id and that the private key belongs to this App (and the machine clock)",
             },
         )
-        installation = int(resp.body["id"])
-        with auth._lock:
-            auth._installations[key] = installation
-        return installation
+        return int(resp.body["id"])
 
     def _installation_token(self, force: bool = False) -> str:
         auth = self.auth
         assert isinstance(auth, AppAuth)
-        installation = self.installation_id()
         # Hold the lock while minting: concurrent threads wait for one token, not mint N.
         with auth._lock:
+            installation = self.installation_id()
             cached = auth._tokens.get(installation)
             now = self._t.clock()
             if cached is not None and not force and now < cached.expires_at:

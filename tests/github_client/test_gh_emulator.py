@@ -418,3 +418,27 @@ def test_app_first_use_costs_two_more(emu: Any, org: str, app: tuple[int, int], 
     assert sum(api_calls(emu).values()) == 3
     client.registration_token()
     assert sum(api_calls(emu).values()) == 4
+
+
+def test_one_app_client_shared_by_threads(emu: Any, org: str, app: tuple[int, int], private_key_pem: str) -> None:
+    """One App client used from several threads mints one token and loses no call."""
+    import threading
+
+    client = client_for(emu, org, AppAuth(app[0], private_key_pem))
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            for i in range(5):
+                client.generate_jitconfig(f"t{n}-{i}", ["x"])
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors
+    assert len(client.list_runners()) == 30
+    assert client.calls["installation_token"] == 1 and client.calls["installation_lookup"] == 1
