@@ -1,6 +1,6 @@
 """A second Docker engine that the tests start themselves, reached over tcp:// with TLS and over
 ssh:// through an sshd on loopback. It shares the machine with the main engine but has its own
-data root, exec root, containerd namespace and sockets, and no bridge network: test containers
+data root, exec root, containerd namespace, sockets and bridge; test containers
 use host networking."""
 from __future__ import annotations
 
@@ -73,6 +73,12 @@ def remote_engine():
     tcp_port, ssh_port = _free_port(), _free_port()
     sock = d / "docker.sock"
     dockerd_log = d / "dockerd.log"
+    # The engine gets a bridge of its own: with --bridge=none dockerd deletes the interface
+    # named docker0, which belongs to the main engine. 192.0.2.0/24 is TEST-NET-1: nothing
+    # real lives there, and test containers use host networking anyway.
+    bridge = f"ghrrb{d.name[-6:]}"
+    subprocess.run(["ip", "link", "add", bridge, "type", "bridge"], check=True)
+    subprocess.run(["ip", "addr", "add", "192.0.2.1/24", "dev", bridge], check=True)
     dockerd = subprocess.Popen(
         [
             "dockerd", "--config-file", str(d / "daemon.json"),
@@ -80,7 +86,7 @@ def remote_engine():
             "-H", f"unix://{sock}", "-H", f"tcp://127.0.0.1:{tcp_port}",
             "--tlsverify", "--tlscacert", str(d / "ca.pem"), "--tlscert", str(d / "server.pem"),
             "--tlskey", str(d / "server-key.pem"),
-            "--bridge=none", "--iptables=false", "--ip-masq=false",
+            "--bridge", bridge, "--iptables=false", "--ip-masq=false",
             "--containerd-namespace", "ghr-remote", "--containerd-plugins-namespace", "ghr-remote-plugins",
         ],
         stdout=open(dockerd_log, "w"), stderr=subprocess.STDOUT, start_new_session=True,
@@ -148,4 +154,5 @@ def remote_engine():
             pass
         _stop(dockerd)
         subprocess.run(["umount", "-R", str(d / "data")], capture_output=True)
+        subprocess.run(["ip", "link", "del", bridge], capture_output=True)
         shutil.rmtree(d, ignore_errors=True)
