@@ -9,6 +9,7 @@ both ways. Any failure backs off (capped, jittered) before the next pass.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import re
 import secrets
@@ -105,6 +106,8 @@ class PoolManager:
         self._docker_factory = docker_factory or (lambda: docker.from_env(timeout=60))
         self._dc: docker.DockerClient | None = None
         self._wake = threading.Event()
+        self._died: dict[str, int] = {}  # container id -> exit code, from the event stream
+        self._died_lock = threading.Lock()
         self._backoff = Backoff(spec.backoff_initial, spec.backoff_max, rng)
         self._group_id: int | None = None
         self._minted: dict[str, float] = {}  # runner name -> when we minted it (wall clock)
@@ -133,7 +136,15 @@ class PoolManager:
 
     def _boxes(self) -> list[_Box]:
         items = self._docker().api.containers(all=True, filters=self._filters)
-        return [_Box.from_api(item) for item in items]
+        boxes = [_Box.from_api(item) for item in items]
+        # The engine's container list lags its `die` events by up to a few hundred ms: trust the event.
+        with self._died_lock:
+            listed = {b.id for b in boxes}
+            for cid in [c for c in self._died if c not in listed]:
+                del self._died[cid]
+            died = dict(self._died)
+        return [dataclasses.replace(b, state="exited", exit_code=died[b.id]) if b.id in died and b.live else b
+                for b in boxes]
 
     def _remove(self, box: _Box, outcome: str) -> None:
         try:
@@ -391,6 +402,11 @@ class PoolManager:
                 self._stream = stream
                 backoff.reset()
                 for item in stream:
+                    code = (item.get("Actor") or {}).get("Attributes", {}).get("exitCode", "")
+                    cid = item.get("id") or (item.get("Actor") or {}).get("ID")
+                    if cid:
+                        with self._died_lock:
+                            self._died[cid] = int(code) if code.lstrip("-").isdigit() else -1
                     self._wake.set()
                     if self.stop.is_set():
                         break

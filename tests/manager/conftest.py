@@ -18,18 +18,16 @@ import docker
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from mgr_helpers import REPO, make_spec  # noqa: E402
+from mgr_helpers import BASE_IMAGE, REPO, build_image, ensure_runner_image, make_spec  # noqa: E402
 
-BASE_IMAGE = "ghr-base:bookworm"
 HOST_CA_DIR = Path("/usr/local/share/ca-certificates")
 
 
 def _build(client: docker.DockerClient, tag: str, **kwargs: Any) -> None:
     try:
-        client.images.build(tag=tag, network_mode="host", rm=True, forcerm=True, **kwargs)
-    except docker.errors.BuildError as exc:
-        tail = "".join(str(c.get("stream") or c.get("error") or "") for c in exc.build_log)[-3000:]
-        pytest.fail(f"building {tag} failed: {exc.msg}\n{tail}")
+        build_image(client, tag, **kwargs)
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="session")
@@ -57,18 +55,10 @@ def emulator() -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def runner_image(docker_client: docker.DockerClient, emulator: Any) -> str:
     """The real runner Dockerfile on the local base, with the emulator's stand-in runner."""
-    files = sorted(p for p in (REPO / "runner-image").rglob("*") if p.is_file())
-    digest = hashlib.sha256(emulator.tarball_sha256.encode())
-    for p in files:
-        digest.update(p.relative_to(REPO).as_posix().encode() + p.read_bytes())
-    tag = f"ghr-runner-test:{digest.hexdigest()[:12]}"
     try:
-        docker_client.images.get(tag)
-    except docker.errors.ImageNotFound:
-        _build(docker_client, tag, path=str(REPO / "runner-image"),
-               buildargs={"BASE_IMAGE": BASE_IMAGE, "RUNNER_URL": emulator.download_url(),
-                          "RUNNER_SHA256": emulator.tarball_sha256, "RUNNER_TOOLS": ""})
-    return tag
+        return ensure_runner_image(docker_client, emulator)
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
 
 
 def _manager_context() -> tuple[bytes, str]:

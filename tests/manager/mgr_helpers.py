@@ -19,6 +19,7 @@ import docker
 import requests
 
 REPO = Path(__file__).resolve().parents[2]
+BASE_IMAGE = "ghr-base:bookworm"
 T = TypeVar("T")
 
 
@@ -156,3 +157,30 @@ class ProcessManager:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout)
+
+
+def build_image(client: docker.DockerClient, tag: str, **kwargs: Any) -> None:
+    """`docker build` on the host network (so apt and pip reach the mirrors); RuntimeError with the log tail."""
+    try:
+        client.images.build(tag=tag, network_mode="host", rm=True, forcerm=True, **kwargs)
+    except docker.errors.BuildError as exc:
+        tail = "".join(str(c.get("stream") or c.get("error") or "") for c in exc.build_log)[-3000:]
+        raise RuntimeError(f"building {tag} failed: {exc.msg}\n{tail}") from None
+
+
+def ensure_runner_image(client: docker.DockerClient, emulator: Any) -> str:
+    """runner-image/Dockerfile on the local base with the emulator's stand-in runner, tagged by content."""
+    import hashlib
+
+    files = sorted(p for p in (REPO / "runner-image").rglob("*") if p.is_file())
+    digest = hashlib.sha256(emulator.tarball_sha256.encode())
+    for p in files:
+        digest.update(p.relative_to(REPO).as_posix().encode() + p.read_bytes())
+    tag = f"ghr-runner-test:{digest.hexdigest()[:12]}"
+    try:
+        client.images.get(tag)
+    except docker.errors.ImageNotFound:
+        build_image(client, tag, path=str(REPO / "runner-image"),
+                    buildargs={"BASE_IMAGE": BASE_IMAGE, "RUNNER_URL": emulator.download_url(),
+                               "RUNNER_SHA256": emulator.tarball_sha256, "RUNNER_TOOLS": ""})
+    return tag

@@ -1,0 +1,231 @@
+"""Pool manager benchmark: replacement latency, idle cost, GitHub API calls per job.
+
+    .venv/bin/python bench/bench_manager.py [--jobs 20] [--baseline-runs 10] [--idle-slots 20]
+
+Figures, each against a baseline measured in the same run:
+- replacement latency: a runner container exits (Docker `die` event) -> its replacement is
+  online in the emulator; median and p95 over --jobs jobs, as a ratio to a bare
+  `docker run --rm` of the same image (JIT config handed in by a bind mount) -> online;
+- the manager's RSS and CPU while it keeps --idle-slots idle runners, against a bare Python
+  interpreter that imported the same libraries;
+- GitHub API calls per job (emulator request log, manager endpoints only).
+Needs the local Docker engine and base image (make setup). Talks only to loopback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests" / "manager"))
+
+import docker  # noqa: E402
+
+from mgr_helpers import ProcessManager, make_spec, online_idle, pool_runners, wait_for  # noqa: E402
+
+MANAGER_ENDPOINTS = "/orgs/{org}/actions/runners"
+POLL = 0.01  # seconds between emulator polls while timing (bounded by each wait's deadline)
+
+
+def p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
+
+
+def manager_calls(emulator: Any) -> dict[str, int]:
+    return {ep: n for ep, n in emulator.request_counts().items() if MANAGER_ENDPOINTS in ep}
+
+
+def online_names(emulator: Any, prefix: str) -> set[str]:
+    return {r["name"] for r in emulator.runners() if r["name"].startswith(prefix) and r["status"] == "online"}
+
+
+def baseline_run(client: docker.DockerClient, emulator: Any, image: str, github: Any, tmp: Path, i: int) -> float:
+    """Seconds from a bare `docker run --rm` to the runner online; the JIT config is minted beforehand."""
+    name = f"benchbase-0-{i:06d}"[:30]
+    jit = github.generate_jitconfig(name, ["bench-baseline"])
+    handoff = tmp / f"handoff-{i}"
+    handoff.mkdir()
+    (handoff / "jitconfig").write_text(jit.encoded_jit_config)
+    os.chown(handoff, 1001, 1001)
+    os.chown(handoff / "jitconfig", 1001, 1001)
+    os.chmod(handoff / "jitconfig", 0o400)
+    started = time.monotonic()
+    cid = subprocess.run(["docker", "run", "-d", "--rm", "--network", "host", "-v", f"{handoff}:/run/ghr",
+                          "--label", "ghr.role=bench", image], check=True, capture_output=True,
+                         text=True).stdout.strip()
+    wait_for(lambda: name in online_names(emulator, name), 60, f"baseline runner {name} online", interval=POLL)
+    elapsed = time.monotonic() - started
+    client.api.remove_container(cid, force=True)
+    github.delete_runner(jit.runner.id, missing_ok=True)
+    shutil.rmtree(handoff, ignore_errors=True)
+    return elapsed
+
+
+class DieWatcher:
+    """Collects `die` times (wall clock) of the pool's containers from Docker's event stream."""
+
+    def __init__(self, client: docker.DockerClient, stack: str) -> None:
+        self.times: dict[str, float] = {}
+        self.cond = threading.Condition()
+        self.stream = client.api.events(decode=True, filters={"type": "container", "event": ["die"],
+                                                              "label": [f"ghr.stack={stack}"]})
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            for ev in self.stream:
+                with self.cond:
+                    self.times[ev["id"]] = ev["timeNano"] / 1e9
+                    self.cond.notify_all()
+        except Exception:
+            pass
+
+    def wait(self, cid: str, timeout: float) -> float:
+        with self.cond:
+            if not self.cond.wait_for(lambda: cid in self.times, timeout):
+                raise AssertionError(f"no die event for {cid[:12]} within {timeout}s")
+            return self.times[cid]
+
+
+def replacement_latencies(client: docker.DockerClient, emulator: Any, image: str, tmp: Path, jobs: int,
+                          ) -> tuple[list[float], dict[str, int], float]:
+    spec = make_spec(emulator, image, slots=1, reconcile_interval=30.0, backoff_initial=1.0, backoff_max=60.0)
+    prefix = spec["name_prefix"] + "-"
+    watcher = DieWatcher(client, spec["stack"])
+    manager = ProcessManager(spec, tmp, emulator.admin_token).start()
+    latencies: list[float] = []
+    try:
+        wait_for(lambda: online_idle(emulator, spec), 60, "the first idle runner", interval=POLL)
+        before = manager_calls(emulator)
+        started = time.monotonic()
+        for _ in range(jobs):
+            old = wait_for(lambda: online_idle(emulator, spec), 60, "an idle runner", interval=POLL)[0]["name"]
+            (box,) = client.api.containers(all=True, filters={"label": f"ghr.runner-name={old}"})
+            job = emulator.enqueue_job("acme", spec["labels"], "true", timeout=60)
+            done = emulator.wait_job(job, timeout=60)
+            assert done["conclusion"] == "success" and done["runner_name"] == old, done
+            exited = watcher.wait(box["Id"], 30)
+            new = wait_for(lambda: online_names(emulator, prefix) - {old}, 60, "the replacement online",
+                           interval=POLL)
+            online_at = time.time()
+            assert len(new) == 1, new
+            latencies.append(online_at - exited)
+        wall = time.monotonic() - started
+        after = manager_calls(emulator)
+        calls = {ep.split(" ", 1)[0] + " " + ep.rsplit("/", 1)[-1]: after.get(ep, 0) - before.get(ep, 0)
+                 for ep in after if after.get(ep, 0) - before.get(ep, 0)}
+    finally:
+        manager.terminate()
+        watcher.stream.close()
+    return latencies, calls, wall
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def idle_cost(emulator: Any, image: str, tmp: Path, slots: int, window: float) -> dict[str, float]:
+    spec = make_spec(emulator, image, slots=slots, reconcile_interval=30.0, backoff_initial=1.0, backoff_max=60.0)
+    manager = ProcessManager(spec, tmp, emulator.admin_token).start()
+    bare = subprocess.Popen([sys.executable, "-c", "import docker, requests, prometheus_client, jwt, "
+                             "cryptography, time; time.sleep(600)"])
+    try:
+        wait_for(lambda: len(online_idle(emulator, spec)) == slots, 180, f"{slots} idle runners", interval=0.5)
+        assert manager.proc is not None
+        pid = manager.proc.pid
+        before = manager_calls(emulator)
+        cpu0, t0 = proc_cpu_seconds(pid), time.monotonic()
+        time.sleep(window)  # the measurement window itself, not a wait for a condition
+        cpu1, t1 = proc_cpu_seconds(pid), time.monotonic()
+        calls = sum(manager_calls(emulator).values()) - sum(before.values())
+        return {"rss_mib": proc_rss_mib(pid), "cpu_pct": 100 * (cpu1 - cpu0) / (t1 - t0),
+                "bare_rss_mib": proc_rss_mib(bare.pid), "idle_calls_per_min": 60 * calls / (t1 - t0),
+                "runners": len(pool_runners(emulator, spec))}
+    finally:
+        bare.kill()
+        manager.terminate(timeout=120)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=20)
+    parser.add_argument("--baseline-runs", type=int, default=10)
+    parser.add_argument("--idle-slots", type=int, default=20)
+    parser.add_argument("--idle-window", type=float, default=60.0, help="seconds to measure idle cost over")
+    args = parser.parse_args()
+
+    from emulator import Emulator
+    from github_client import GitHubClient, PatAuth, parse_scope
+
+    from mgr_helpers import ensure_runner_image
+
+    client = docker.from_env(timeout=120)
+    tmp = Path(tempfile.mkdtemp(prefix="ghr-bench-"))
+    with Emulator() as emulator:
+        emulator.add_scope("acme")
+        print("[bench] runner image ...", flush=True)
+        image = ensure_runner_image(client, emulator)
+        github = GitHubClient(parse_scope(f"{emulator.url}/acme"), PatAuth(emulator.admin_token))
+
+        print(f"[bench] baseline: {args.baseline_runs} x bare docker run --rm -> online ...", flush=True)
+        baseline = [baseline_run(client, emulator, image, github, tmp, i) for i in range(args.baseline_runs)]
+        print(f"[bench] replacement latency over {args.jobs} jobs ...", flush=True)
+        latencies, calls, wall = replacement_latencies(client, emulator, image, tmp, args.jobs)
+        print(f"[bench] idle cost: {args.idle_slots} idle slots over {args.idle_window:.0f}s ...", flush=True)
+        idle = idle_cost(emulator, image, tmp, args.idle_slots, args.idle_window)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+    base_med = statistics.median(baseline)
+    med, p = statistics.median(latencies), p95(latencies)
+    total_calls = sum(calls.values())
+    results = {
+        "baseline_docker_run_to_online_s": {"median": round(base_med, 3), "p95": round(p95(baseline), 3),
+                                            "runs": len(baseline)},
+        "replacement_exit_to_online_s": {"median": round(med, 3), "p95": round(p, 3), "jobs": len(latencies)},
+        "replacement_ratio_to_baseline": {"median": round(med / base_med, 2), "p95": round(p / base_med, 2)},
+        "github_calls_per_job": round(total_calls / len(latencies), 2),
+        "github_calls_by_kind": calls,
+        "jobs_per_minute_one_slot": round(60 * len(latencies) / wall, 1),
+        "idle": {"slots": args.idle_slots, "manager_rss_mib": round(idle["rss_mib"], 1),
+                 "bare_python_same_imports_rss_mib": round(idle["bare_rss_mib"], 1),
+                 "rss_ratio_to_bare": round(idle["rss_mib"] / idle["bare_rss_mib"], 2),
+                 "manager_cpu_percent_of_one_core": round(idle["cpu_pct"], 2),
+                 "github_calls_per_minute": round(idle["idle_calls_per_min"], 2)},
+    }
+    print(f"replacement latency (exit -> replacement online): median {med:.3f}s  p95 {p:.3f}s  "
+          f"over {len(latencies)} jobs")
+    print(f"baseline (bare docker run --rm -> online):       median {base_med:.3f}s  p95 {p95(baseline):.3f}s  "
+          f"over {len(baseline)} runs")
+    print(f"ratio to baseline:                               median {med / base_med:.2f}x  p95 {p / base_med:.2f}x")
+    print(f"GitHub API calls per job:                        {total_calls / len(latencies):.2f}  {calls}")
+    print(f"idle, {args.idle_slots} slots: manager RSS {idle['rss_mib']:.1f} MiB "
+          f"(bare python with the same imports {idle['bare_rss_mib']:.1f} MiB, "
+          f"{idle['rss_mib'] / idle['bare_rss_mib']:.2f}x), CPU {idle['cpu_pct']:.2f}% of one core, "
+          f"{idle['idle_calls_per_min']:.2f} GitHub calls/min")
+    print("RESULTS " + json.dumps(results, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
