@@ -175,8 +175,10 @@ class PoolManager:
 
     # -- the passes -----------------------------------------------------------------
 
-    def _finish_exited(self, boxes: list[_Box], registrations: dict[str, Runner] | None) -> list[_Box]:
-        """Remove containers that are done; return the ones still holding a slot."""
+    def _finish_exited(self, boxes: list[_Box], registrations: dict[str, Runner] | None,
+                       defer: list[_Box] | None = None) -> list[_Box]:
+        """Deregister containers that are done and remove them (or append them to `defer`, to
+        remove after the refill); return the ones still holding a slot."""
         kept = []
         for box in boxes:
             if box.live:
@@ -190,8 +192,10 @@ class PoolManager:
             elif box.exit_code != 0:
                 # Exit 0 is an ephemeral runner whose job is done: GitHub already deleted it.
                 self._delete_registration(box.runner_id, box.runner_name, f"container {box.state} ({box.exit_code})")
-            outcome = "done" if box.exit_code == 0 else ("unstarted" if box.state == "created" else "failed")
-            self._remove(box, outcome)
+            if defer is not None:
+                defer.append(box)
+            else:
+                self._remove(box, _outcome(box))
         return kept
 
     def _sweep(self, boxes: list[_Box], registrations: dict[str, Runner]) -> None:
@@ -229,7 +233,15 @@ class PoolManager:
         """One pass: finish exited runners, (full: sweep orphans), then fill empty slots."""
         boxes = self._boxes()
         registrations = self._registrations() if full else None
-        boxes = self._finish_exited(boxes, registrations)
+        done: list[_Box] = []
+        try:
+            boxes = self._finish_exited(boxes, registrations, defer=done)
+            self._fill(boxes, registrations)
+        finally:
+            for box in done:  # after the refill: the replacement does not wait for the removal
+                self._remove(box, _outcome(box))
+
+    def _fill(self, boxes: list[_Box], registrations: dict[str, Runner] | None) -> None:
         if registrations is not None:
             self._sweep(boxes, registrations)
             boxes = [b for b in self._boxes() if b.live]
@@ -478,6 +490,10 @@ class PoolManager:
         self.metrics.draining.set(0)
         self.health.update(ok=False, state="stopped")
         event("drain_finished", pool=self.spec.pool, cut_off=len(remaining))
+
+
+def _outcome(box: _Box) -> str:
+    return "done" if box.exit_code == 0 else ("unstarted" if box.state == "created" else "failed")
 
 
 def _start_error(exc: Exception, image: str) -> Exception:
