@@ -30,6 +30,8 @@ class Proc:
     def wait(self, timeout: float = RUN_TIMEOUT) -> int:
         try:
             return self.p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"still running after {timeout}s; output:\n{self.output}") from None
         finally:
             self.fh.close()
 
