@@ -40,7 +40,20 @@ _REPLACE_KEYS = (
     "docker_host", "name", "image", "command", "entrypoint", "env", "mounts", "network_mode",
     "restart_policy", "labels", "uploads", "stop_timeout", "user", "extra_hosts", "group_add",
 )
+_UPDATE_ONLY_KEYS = ("ssh_options", "tls", "startup_check")
 _STOPPED_STATES = ("exited", "dead", "created")
+STARTUP_CHECK = 2.0  # seconds a new container must stay up (catches crash loops at `pulumi up`)
+
+
+def _settle(container: Any, seconds: float) -> None:
+    """Watch a started container for up to `seconds`; return early once it has failed."""
+    deadline = time.monotonic() + seconds
+    while True:
+        container.reload()
+        failed = container.status in ("exited", "dead", "restarting") or (container.attrs.get("RestartCount") or 0) > 0
+        if failed or time.monotonic() >= deadline:
+            return
+        time.sleep(0.25)
 
 
 class ContainerStartError(RuntimeError):
@@ -144,7 +157,7 @@ class DockerContainerProvider(ResourceProvider):
         replaces = changed(olds, news, _REPLACE_KEYS)
         if olds.get("state") in _STOPPED_STATES:
             replaces.append("state")
-        updates = changed(olds, news, ("ssh_options", "tls"))
+        updates = changed(olds, news, _UPDATE_ONLY_KEYS)
         return DiffResult(changes=bool(replaces or updates), replaces=replaces, delete_before_replace=True)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
@@ -185,12 +198,14 @@ class DockerContainerProvider(ResourceProvider):
                 if uploads and not container.put_archive("/", _uploads_tar(uploads)):
                     raise ContainerStartError(f"could not copy files into container {name!r}")
                 container.start()
-                container.reload()
-                if container.status in ("exited", "dead"):
+                _settle(container, float(props.get("startup_check", STARTUP_CHECK)))
+                if container.status in ("exited", "dead", "restarting") or (
+                        container.attrs.get("RestartCount") or 0) > 0:
                     logs = container.logs(tail=30).decode(errors="replace")
                     code = container.attrs.get("State", {}).get("ExitCode")
                     raise ContainerStartError(
-                        f"container {name!r} on {host_desc(props)} exited at start (code {code}):\n{logs}"
+                        f"container {name!r} on {host_desc(props)} failed at start (exit code {code}); "
+                        f"last log lines:\n{logs}"
                     )
             except BaseException:
                 try:
@@ -254,6 +269,7 @@ class DockerContainerArgs(TypedDict):
     user: NotRequired[str]
     extra_hosts: NotRequired[Mapping[str, str]]
     group_add: NotRequired[Sequence[str]]
+    startup_check: NotRequired[float]  # seconds the container must stay up after start (default 2)
 
 
 class DockerContainer(Resource, module="docker", name="Container"):
@@ -289,6 +305,7 @@ class DockerContainer(Resource, module="docker", name="Container"):
             "user": a.get("user"),
             "extra_hosts": a.get("extra_hosts") or {},
             "group_add": a.get("group_add") or [],
+            "startup_check": a.get("startup_check", STARTUP_CHECK),
             "container_id": None,
             "state": None,
         }

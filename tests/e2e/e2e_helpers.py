@@ -24,6 +24,14 @@ def wait_for(predicate: Callable[[], Any], what: str, timeout: float, interval: 
         time.sleep(interval)
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def write_stack_config(stack: PulumiStack, emu: Any, *, slots: int = 2, labels: list[str] | None = None,
                        extra: dict[str, Any] | None = None, pools: list[dict[str, Any]] | None = None) -> None:
     """Write the plain part of the stack file, then set the token as a secret through the CLI."""
@@ -38,6 +46,7 @@ def write_stack_config(stack: PulumiStack, emu: Any, *, slots: int = 2, labels: 
                   "runnerSha256": emu.tarball_sha256},
         "container": {"networkMode": "host", "memory": "1g", "pidsLimit": 1024},
         "drainTimeout": 120,
+        "metricsPort": free_port(),  # managers use host networking: no clash with other stacks here
     }
     config: dict[str, Any] = {
         "ghr:github": {"scope": f"{emu.url}/acme", **({"token": secure} if secure else {})},
