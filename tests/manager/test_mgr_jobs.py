@@ -38,3 +38,23 @@ def test_each_job_runs_in_its_own_fresh_container(new_spec: Any, emulator: Any, 
     # SIGTERM-style stop drains idle runners: no container, no registration left.
     assert pool_containers(docker_client, spec) == []
     assert pool_runners(emulator, spec) == []
+
+
+def test_cache_volume_is_shared_across_jobs_and_writable(new_spec: Any, emulator: Any, docker_client: Any) -> None:
+    """A cache volume survives from one job to the next (on purpose) and the runner user can write it."""
+    import secrets
+
+    volume = f"ghr-test-cache-{secrets.token_hex(3)}"
+    spec = new_spec(slots=1, container={"volumes": [{"type": "cache", "source": volume, "target": "/cache"},
+                                                    {"type": "tmpfs", "target": "/scratch", "size": "16m"}]})
+    manager = InProcessManager(spec, emulator).start()
+    try:
+        script = "cat /cache/count 2>/dev/null || echo none; echo seen >> /cache/count; touch /scratch/ok && echo tmpfs=ok"
+        first = emulator.wait_job(emulator.enqueue_job("acme", spec["labels"], script, timeout=60), timeout=90)
+        second = emulator.wait_job(emulator.enqueue_job("acme", spec["labels"], script, timeout=60), timeout=90)
+        assert first["conclusion"] == second["conclusion"] == "success", (first["output"], second["output"])
+        assert "none" in first["output"] and "seen" in second["output"] and "tmpfs=ok" in second["output"]
+        assert first["runner_name"] != second["runner_name"]
+    finally:
+        manager.stop()
+        docker_client.volumes.get(volume).remove(force=True)
