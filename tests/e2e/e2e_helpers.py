@@ -33,14 +33,15 @@ def free_port() -> int:
 
 
 def write_stack_config(stack: PulumiStack, emu: Any, *, slots: int = 2, labels: list[str] | None = None,
-                       extra: dict[str, Any] | None = None, pools: list[dict[str, Any]] | None = None) -> None:
+                       extra: dict[str, Any] | None = None, pools: list[dict[str, Any]] | None = None,
+                       hosts: list[dict[str, Any]] | None = None) -> None:
     """Write the plain part of the stack file, then set the token as a secret through the CLI."""
     path = stack.dir / f"Pulumi.{stack.stack}.yaml"
     doc = yaml.safe_load(path.read_text()) if path.exists() else {}
     doc = doc or {}
     secure = ((doc.get("config") or {}).get("ghr:github") or {}).get("token")
     pool = {
-        "name": "cpu", "hosts": ["local"], "slots": slots,
+        "name": "cpu", "hosts": [h["name"] for h in hosts] if hosts else ["local"], "slots": slots,
         "labels": labels or ["self-hosted", "linux", "e2e"],
         "image": {"base": "ghr-base:bookworm", "runnerVersion": "2.337.0", "runnerUrl": emu.download_url(),
                   "runnerSha256": emu.tarball_sha256},
@@ -50,7 +51,7 @@ def write_stack_config(stack: PulumiStack, emu: Any, *, slots: int = 2, labels: 
     }
     config: dict[str, Any] = {
         "ghr:github": {"scope": f"{emu.url}/acme", **({"token": secure} if secure else {})},
-        "ghr:hosts": [{"name": "local", "url": "unix:///var/run/docker.sock"}],
+        "ghr:hosts": hosts or [{"name": "local", "url": "unix:///var/run/docker.sock"}],
         "ghr:pools": pools if pools is not None else [pool],
     }
     config.update(extra or {})

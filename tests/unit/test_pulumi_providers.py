@@ -268,3 +268,17 @@ def test_runner_version_warnings():
     assert "2.337.0" in soon and "runnerVersion" in soon
     (past,) = runner_version_warnings(C(now - timedelta(days=1)), "2.337.0", now=now)
     assert "no longer" in past
+
+
+def test_preflight_warns_from_the_deprecation_endpoint():
+    """At preview, a runner version GitHub will refuse within days produces a warning."""
+    from emulator import Emulator
+
+    from components.config import GitHubConfig
+    from components.preflight import runner_version_warnings_for
+
+    soon = (datetime.now(timezone.utc) + timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    with Emulator(deprecations={"2.335.1": (soon, None)}) as emu:
+        gh = GitHubConfig(scope_url=f"{emu.url}/acme", api_url=None, auth="pat", token=emu.admin_token)
+        warnings = runner_version_warnings_for(gh, ["2.335.1", "2.337.0"])
+    assert len(warnings) == 1 and "2.335.1" in warnings[0] and "runnerVersion" in warnings[0]
