@@ -477,6 +477,7 @@ def _parse_pools(c: _Checker, raw: Any, hosts: Sequence[HostConfig], github: Git
     pools: list[PoolConfig] = []
     seen: set[str] = set()
     ports: dict[tuple[str, int], str] = {}
+    prefixes: dict[str, tuple[str, str]] = {}
     for i, item in enumerate(raw):
         pp = f"{path}[{i}]"
         p = c.mapping(item, pp, "each pool is {name, slots, labels, ...}")
@@ -534,6 +535,13 @@ def _parse_pools(c: _Checker, raw: Any, hosts: Sequence[HostConfig], github: Git
                 c.add(f"{pp}.metricsPort", f"{port} is already used by pool {other!r} on host {hn!r}",
                       "give each pool on a host its own metricsPort")
             ports[(str(hn), port)] = name or "?"
+        for hn in ph:
+            prefix = f"{name}-{hn}"
+            if prefix in prefixes and prefixes[prefix] != (name, hn):
+                c.add(f"{pp}.name", f"pool {name!r} on host {hn!r} gives the same runner name prefix as pool "
+                      f"{prefixes[prefix][0]!r} on host {prefixes[prefix][1]!r}",
+                      "rename the pool or the host so their runners can be told apart")
+            prefixes[prefix] = (name or "", str(hn))
         if name:
             pools.append(PoolConfig(name=name, hosts=tuple(str(h) for h in ph), slots=slots,
                                     labels=tuple(str(x) for x in labels), runner_group=group, image=image,

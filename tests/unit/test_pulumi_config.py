@@ -166,6 +166,11 @@ BAD: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
      "positive integer"),
     ("metrics-port-clash", _second_pool(metricsPort=9101), "ghr:pools[1].metricsPort", "already used"),
     ("pool-duplicate-name", lambda r: r["pools"].append(dict(r["pools"][0])), "ghr:pools[1].name", "defined twice"),
+    ("ambiguous-prefix", lambda r: r["hosts"].extend([{"name": "b-c", "url": "unix:///b.sock"},
+                                                      {"name": "c", "url": "unix:///c.sock"}]) or
+     r["pools"].extend([{"name": "a", "hosts": ["b-c"], "slots": 1, "labels": ["x"], "metricsPort": 9300},
+                        {"name": "a-b", "hosts": ["c"], "slots": 1, "labels": ["x"], "metricsPort": 9301}]),
+     "ghr:pools[2].name", "same runner name prefix"),
     ("drain-negative", _set("pools[0].drainTimeout", -1), "ghr:pools[0].drainTimeout", "between 0"),
 ]
 
