@@ -33,17 +33,8 @@ emulator_down() {
   fi
 }
 
-extra_ca() {
-  # Image builds go through this machine's HTTPS-intercepting proxy: trust its CA in the builds.
-  if ! ls runner-image/extra-ca/*.crt >/dev/null 2>&1 && ls /usr/local/share/ca-certificates/*.crt >/dev/null 2>&1; then
-    cp /usr/local/share/ca-certificates/*.crt runner-image/extra-ca/
-    log "copied the machine's extra CA certificates into runner-image/extra-ca/ (not committed)"
-  fi
-}
-
 case "${1:-up}" in
   up)
-    extra_ca
     emulator_up
     pulumi stack select "$STACK" 2>/dev/null || pulumi stack init "$STACK" >/dev/null
     sha=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["sha256"])' "$state/emulator.json" 2>/dev/null || true)

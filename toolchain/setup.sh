@@ -46,7 +46,17 @@ fi
 "$here/docker.sh"
 "$here/base-image.sh"
 
-# 5. GitHub's OpenAPI description, for the conformance tests.
+# 5. Image builds reach the package mirrors through whatever HTTPS proxy this machine uses:
+# trust the machine's extra CAs (Debian's /usr/local/share/ca-certificates) in the builds.
+ca_src=${GHR_EXTRA_CA_DIR:-/usr/local/share/ca-certificates}
+if ls "$ca_src"/*.crt >/dev/null 2>&1; then
+  for crt in "$ca_src"/*.crt; do
+    cmp -s "$crt" "$root/runner-image/extra-ca/$(basename "$crt")" || cp "$crt" "$root/runner-image/extra-ca/"
+  done
+  log "image builds trust the extra CAs in $ca_src"
+fi
+
+# 6. GitHub's OpenAPI description, for the conformance tests.
 if [ -x "$root/tests/conformance/fetch_openapi.sh" ]; then
   "$root/tests/conformance/fetch_openapi.sh" >/dev/null
 fi

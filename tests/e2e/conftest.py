@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import glob
-import os
-import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,15 +12,6 @@ import pytest
 from tests._support.pulumi_cli import ROOT, PulumiStack
 
 PROJECT = Path(__file__).parent / "project"
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _extra_ca() -> None:
-    """Image builds here go through an HTTPS-intercepting proxy: trust its CA (not committed)."""
-    target = ROOT / "runner-image" / "extra-ca"
-    if not glob.glob(str(target / "*.crt")):
-        for crt in glob.glob("/usr/local/share/ca-certificates/*.crt"):
-            shutil.copy(crt, target)
 
 
 @pytest.fixture(scope="module")
