@@ -1,11 +1,14 @@
 """`python -m pool_manager --spec FILE [--credentials-file FILE]`.
 
 Exit codes: 0 drained after SIGTERM/SIGINT, 2 refused input (spec or credentials).
+SIGHUP re-reads the spec file and the credentials file and applies them without a drain
+(see `PoolManager.reload`); a spec it refuses is logged and reported, the old one runs on.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import signal
@@ -17,6 +20,26 @@ from . import _log
 from ._log import event
 from .credentials import CredentialsError, load_credentials
 from .spec import PoolSpec, SpecError, load_spec
+
+
+def read_spec_file(path: str, metrics_port: int | None = None) -> dict[str, object]:
+    """The spec file as parsed JSON (with the --metrics-port override); SpecError if unreadable."""
+    try:
+        raw = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise SpecError("spec", f"cannot read {path}: {type(exc).__name__}: {exc}") from None
+    if not isinstance(raw, dict):
+        raise SpecError("spec", f"{path}: expected a JSON object, got {type(raw).__name__}")
+    if metrics_port is not None:
+        raw["metrics_port"] = metrics_port
+    return raw
+
+
+def _digest(path: str | None) -> str | None:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else None
+    except OSError:
+        return None
 
 
 def build_github_client(spec: PoolSpec, auth: object, metrics: object | None = None) -> object:
@@ -44,17 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     _log.setup(args.log_level)
 
     try:
-        raw = json.loads(Path(args.spec).read_text())
-    except (OSError, ValueError) as exc:
-        event("spec_refused", level=50, field="spec", error=f"cannot read {args.spec}: {type(exc).__name__}: {exc}")
-        return 2
-    if args.metrics_port is not None:
-        raw["metrics_port"] = args.metrics_port
-    try:
-        spec = load_spec(raw)
+        spec = load_spec(read_spec_file(args.spec, args.metrics_port))
     except SpecError as exc:
         event("spec_refused", level=50, field=exc.field, error=exc.reason)
         return 2
+    credentials_digest = _digest(args.credentials_file)
     try:
         auth = load_credentials(args.credentials_file)
     except CredentialsError as exc:
@@ -69,14 +86,32 @@ def main(argv: list[str] | None = None) -> int:
     server = serve(metrics, health, spec.metrics_port)
     event("metrics_listening", pool=spec.pool, port=server.server_port)
     github = build_github_client(spec, auth, metrics)
-    manager = PoolManager(spec, github, metrics=metrics, health=health)  # type: ignore[arg-type]
+
+    def github_source(new_spec: PoolSpec) -> object | None:
+        """A new client when the credentials file changed (env credentials were scrubbed: kept)."""
+        nonlocal credentials_digest
+        digest = _digest(args.credentials_file)
+        if args.credentials_file is None or digest == credentials_digest:
+            return None
+        client = build_github_client(new_spec, load_credentials(args.credentials_file), metrics)
+        credentials_digest = digest
+        return client
+
+    manager = PoolManager(spec, github, metrics=metrics, health=health,  # type: ignore[arg-type]
+                          spec_source=lambda: read_spec_file(args.spec, args.metrics_port),
+                          github_source=github_source)  # type: ignore[arg-type]
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         event("signal", pool=spec.pool, signal=signal.Signals(signum).name)
         manager.request_stop()
 
+    def on_reload(signum: int, frame: FrameType | None) -> None:
+        event("signal", pool=spec.pool, signal="SIGHUP")
+        manager.request_reload()
+
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, on_reload)
     code = manager.run()
     server.shutdown()
     event("manager_exited", pool=spec.pool, code=code)

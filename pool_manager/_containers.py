@@ -23,6 +23,7 @@ HOST = "ghr.host"
 SLOT = "ghr.slot"
 RUNNER_ID = "ghr.runner-id"
 RUNNER_NAME = "ghr.runner-name"
+SPEC_HASH = "ghr.spec-hash"  # PoolSpec.runner_hash() of the spec the runner was made from
 
 
 def pool_labels(spec: PoolSpec) -> dict[str, str]:
@@ -54,7 +55,8 @@ def create_kwargs(spec: PoolSpec, *, slot: int, runner_name: str, runner_id: int
     c = spec.container
     labels = dict(c.labels)
     labels.update(pool_labels(spec))
-    labels.update({SLOT: str(slot), RUNNER_ID: str(runner_id), RUNNER_NAME: runner_name})
+    labels.update({SLOT: str(slot), RUNNER_ID: str(runner_id), RUNNER_NAME: runner_name,
+                   SPEC_HASH: spec.runner_hash()})
     mounts: list[Mount] = []
     tmpfs: dict[str, str] = {}
     for vol in c.volumes:

@@ -5,6 +5,12 @@ wakes the first when a runner container dies. Each wake-up runs a *fast* pass (D
 remove what exited, refill the slots, one `generate-jitconfig` call per new runner); every
 `reconcile_interval` a *full* pass also lists the pool's registrations and sweeps orphans
 both ways. Any failure backs off (capped, jittered) before the next pass.
+
+SIGHUP (`request_reload`) re-reads the spec (and credentials) between passes. An invalid spec
+is refused and the old one kept; a valid one is applied at once: a full pass then starts or
+removes runners for the new `slots`, and retires idle runners made from an older spec (their
+`ghr.spec-hash` label differs); busy ones finish their job and their slot is refilled with
+the new spec. The same pass runs after a restart, so a restarted manager converges too.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import secrets
 import string
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,8 +36,9 @@ from github_client import GitHubClient, GitHubError, RateLimited, Runner, Unproc
 from . import _containers as C
 from ._backoff import Backoff
 from ._log import event
+from .credentials import CredentialsError
 from .metrics import Health, Metrics
-from .spec import PoolSpec, SpecError
+from .spec import PoolSpec, SpecError, load_spec
 
 __all__ = ["PoolManager", "PoolError"]
 
@@ -59,6 +66,7 @@ class _Box:
     state: str  # created | running | exited | dead | removing | paused | restarting
     exit_code: int | None
     created: float
+    spec_hash: str = ""  # "" for a container made before runners carried the label
 
     @property
     def live(self) -> bool:
@@ -79,6 +87,7 @@ class _Box:
             state=item.get("State") or "unknown",
             exit_code=int(match.group(1)) if match else None,
             created=float(item.get("Created") or 0),
+            spec_hash=labels.get(C.SPEC_HASH, ""),
         )
 
 
@@ -95,7 +104,11 @@ class PoolManager:
         health: Health | None = None,
         orphan_grace: float = 30.0,
         rng: random.Random | None = None,
+        spec_source: Callable[[], Mapping[str, Any]] | None = None,
+        github_source: Callable[[PoolSpec], GitHubClient | None] | None = None,
     ) -> None:
+        """`spec_source` returns the spec as parsed JSON for a reload (raise SpecError if
+        unreadable); `github_source` returns a new client when the credentials changed, else None."""
         self.spec = spec
         self.github = github
         self.metrics = metrics or Metrics(spec.pool)
@@ -108,7 +121,12 @@ class PoolManager:
         self._wake = threading.Event()
         self._died: dict[str, int] = {}  # container id -> exit code, from the event stream
         self._died_lock = threading.Lock()
+        self._rng = rng
         self._backoff = Backoff(spec.backoff_initial, spec.backoff_max, rng)
+        self._spec_source = spec_source
+        self._github_source = github_source
+        self._reload_requested = threading.Event()
+        self._hash = spec.runner_hash()
         self._group_id: int | None = None
         self._minted: dict[str, float] = {}  # runner name -> when we minted it (wall clock)
         self._caches_ready: set[str] = set()
@@ -116,6 +134,7 @@ class PoolManager:
         self._filters = {"label": C.pool_label_filter(spec)}
         self._draining = False
         self.metrics.slots.set(spec.slots)
+        self.health.update(spec_hash=self._hash)
 
     # -- docker plumbing ------------------------------------------------------------
 
@@ -123,13 +142,7 @@ class PoolManager:
         if self._dc is None:
             dc = self._docker_factory()
             dc.ping()
-            runtime = self.spec.container.runtime
-            if runtime:
-                runtimes = sorted((dc.info().get("Runtimes") or {}).keys())
-                if runtime not in runtimes:
-                    known = ", ".join(runtimes) or "none"
-                    raise SpecError("container.runtime", f"{runtime!r} is not a runtime of this Docker engine"
-                                    f" (it has: {known}); install it or pick one of those")
+            _check_runtime(dc, self.spec)
             self._dc = dc
             event("docker_connected", pool=self.spec.pool)
         return self._dc
@@ -246,6 +259,8 @@ class PoolManager:
             self._sweep(boxes, registrations)
             boxes = [b for b in self._boxes() if b.live]
             self._report(boxes, registrations)
+            if not self._draining:
+                boxes = self._retire_stale(boxes, registrations)
         surplus = [b for b in boxes if b.slot >= self.spec.slots or b.slot < 0]
         for box in surplus:
             if self._delete_registration(box.runner_id, box.runner_name, "slot no longer in spec"):
@@ -260,6 +275,20 @@ class PoolManager:
                 if self.stop.is_set():
                     return
                 self._start_runner(slot, group_id)
+
+    def _retire_stale(self, boxes: list[_Box], registrations: dict[str, Runner]) -> list[_Box]:
+        """Remove idle runners made from an older spec (registration first: GitHub refuses if a
+        job has it); busy ones are left to finish. Returns the boxes still holding a slot."""
+        kept = []
+        for box in boxes:
+            reg = registrations.get(box.runner_name)
+            if box.spec_hash == self._hash or (reg is not None and reg.busy):
+                kept.append(box)
+            elif self._delete_registration(box.runner_id, box.runner_name, "older spec"):
+                self._remove(box, "respec")
+            else:
+                kept.append(box)
+        return kept
 
     def _check_image(self) -> None:
         try:
@@ -362,6 +391,65 @@ class PoolManager:
         self.metrics.backoff.set(0)
         self.health.update(ok=True, state="draining" if self._draining else "ok", last_success_at=time.time())
 
+    # -- reload (SIGHUP) -------------------------------------------------------------
+
+    def request_reload(self) -> None:
+        """SIGHUP: re-read the spec (and credentials) before the next pass."""
+        self._reload_requested.set()
+        self._wake.set()
+
+    def reload(self) -> bool:
+        """Re-read and validate the spec; apply it if valid, else keep the old one and report why."""
+        if self._spec_source is None:
+            self._reload_failed("spec", "this manager has no spec file to re-read")
+            return False
+        try:
+            new = load_spec(self._spec_source())
+            fixed = self.spec.fixed_changes(new)
+            if fixed:
+                key = fixed[0]
+                raise SpecError(key, f"cannot change while the manager runs ({getattr(self.spec, key)!r} -> "
+                                f"{getattr(new, key)!r}); restart or replace the manager container for it"
+                                " (pulumi up replaces it)")
+            if new.container.runtime and new.container.runtime != self.spec.container.runtime:
+                _check_runtime(self._docker(), new)
+            github = self._github_source(new) if self._github_source is not None else None
+        except SpecError as exc:
+            self._reload_failed(exc.field, exc.reason)
+            return False
+        except CredentialsError as exc:
+            self._reload_failed("credentials", str(exc))
+            return False
+        except Exception as exc:  # the engine, when checking a new runtime
+            self._reload_failed("spec", _classify(exc)[1])
+            return False
+        old, self.spec = self.spec, new
+        changed = [f.name for f in dataclasses.fields(PoolSpec) if getattr(old, f.name) != getattr(new, f.name)]
+        if github is not None:
+            self.github = github
+            changed.append("credentials")
+        if github is not None or old.runner_group != new.runner_group:
+            self._group_id = None
+        if (old.backoff_initial, old.backoff_max) != (new.backoff_initial, new.backoff_max):
+            self._backoff = Backoff(new.backoff_initial, new.backoff_max, self._rng)
+        self._hash = new.runner_hash()
+        self.metrics.slots.set(new.slots)
+        self.metrics.spec_reloads.inc()
+        self.metrics.spec_reload_ok.set(1)
+        self.health.update(slots=new.slots, spec_hash=self._hash, spec_reload_ok=True, spec_reload_field=None,
+                           spec_reload_error=None, spec_reloaded_at=time.time())
+        event("spec_reloaded", pool=new.pool, changed=",".join(changed) or "nothing", slots=new.slots,
+              spec_hash=self._hash)
+        return True
+
+    def _reload_failed(self, field_: str, reason: str) -> None:
+        self.metrics.spec_reload_failures.inc()
+        self.metrics.spec_reload_ok.set(0)
+        self.health.update(spec_reload_ok=False, spec_reload_field=field_, spec_reload_error=f"{field_}: {reason}",
+                           spec_reload_failed_at=time.time())
+        event("spec_reload_refused", level=40, pool=self.spec.pool, field=field_, error=reason,
+              kept_spec_hash=self._hash)
+
     # -- main loop ------------------------------------------------------------------
 
     def wake(self) -> None:
@@ -376,6 +464,10 @@ class PoolManager:
         next_full = 0.0
         not_before = 0.0
         while not self.stop.is_set():
+            if self._reload_requested.is_set():
+                self._reload_requested.clear()
+                if self.reload():
+                    next_full = not_before = 0.0  # converge on the new spec now
             now = time.monotonic()
             if now >= not_before:
                 full = now >= next_full
@@ -490,6 +582,16 @@ class PoolManager:
         self.metrics.draining.set(0)
         self.health.update(ok=False, state="stopped")
         event("drain_finished", pool=self.spec.pool, cut_off=len(remaining))
+
+
+def _check_runtime(dc: docker.DockerClient, spec: PoolSpec) -> None:
+    runtime = spec.container.runtime
+    if runtime:
+        runtimes = sorted((dc.info().get("Runtimes") or {}).keys())
+        if runtime not in runtimes:
+            known = ", ".join(runtimes) or "none"
+            raise SpecError("container.runtime", f"{runtime!r} is not a runtime of this Docker engine"
+                            f" (it has: {known}); install it or pick one of those")
 
 
 def _outcome(box: _Box) -> str:

@@ -37,6 +37,12 @@ class Metrics:
         self.healthy = Gauge("ghr_pool_healthy", "1 when the last cycle succeeded, else 0.", registry=r)
         self.draining = Gauge("ghr_pool_draining", "1 while draining after SIGTERM.", registry=r)
         self.backoff = Gauge("ghr_pool_backoff_seconds", "Current backoff delay (0 when healthy).", registry=r)
+        self.spec_reloads = Counter("ghr_pool_spec_reloads", "Spec reloads (SIGHUP) applied.", registry=r)
+        self.spec_reload_failures = Counter("ghr_pool_spec_reload_failures",
+                                            "Spec reloads (SIGHUP) refused; the previous spec stays.", registry=r)
+        self.spec_reload_ok = Gauge("ghr_pool_spec_reload_ok", "0 while the last reload was refused, else 1.",
+                                    registry=r)
+        self.spec_reload_ok.set(1)
         for state in ("idle", "busy", "starting"):
             self.runners.labels(state=state).set(0)
         self.pool = pool
@@ -57,6 +63,12 @@ class Health:
     last_error_kind: str | None = None
     last_error_at: float | None = None
     last_success_at: float | None = None
+    spec_hash: str | None = None  # the spec runners are made from (their ghr.spec-hash label)
+    spec_reload_ok: bool = True  # False while the last SIGHUP's spec was refused (the old one runs on)
+    spec_reload_field: str | None = None
+    spec_reload_error: str | None = None
+    spec_reload_failed_at: float | None = None
+    spec_reloaded_at: float | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def update(self, **values: Any) -> None:

@@ -7,12 +7,16 @@ to do about it.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 __all__ = [
+    "FIXED_KEYS",
     "GpuSpec",
     "ContainerSpec",
     "PoolSpec",
@@ -21,6 +25,13 @@ __all__ = [
     "load_spec",
     "parse_size",
 ]
+
+# Spec keys a running manager cannot take on at a reload (SIGHUP): they name the pool, its
+# registrations and its metrics listener. A change of any of them needs a new manager.
+FIXED_KEYS = ("pool", "stack", "host", "scope_url", "api_url", "name_prefix", "metrics_port")
+# What makes a runner container of this pool what it is; `slots`, timeouts and tuning are not.
+_RUNNER_KEYS = ("pool", "stack", "host", "scope_url", "api_url", "name_prefix", "labels", "runner_group",
+                "image", "container")
 
 # Label keys the manager owns; extra labels may not use this prefix.
 RESERVED_LABEL_PREFIX = "ghr."
@@ -111,9 +122,29 @@ class PoolSpec:
     backoff_initial: float = 1.0
     backoff_max: float = 60.0
 
+    def runner_hash(self) -> str:
+        """A digest of everything that shapes a runner (labels, group, image, container settings):
+        runner containers carry it as `ghr.spec-hash`, so a manager knows which are of an older spec."""
+        data = {key: _jsonable(getattr(self, key)) for key in _RUNNER_KEYS}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+    def fixed_changes(self, new: PoolSpec) -> list[str]:
+        """The FIXED_KEYS whose values differ in `new` (a reload must refuse those)."""
+        return [key for key in FIXED_KEYS if getattr(self, key) != getattr(new, key)]
+
     def runner_name_pattern(self) -> re.Pattern[str]:
         """Names this pool mints: `<name_prefix>-<slot>-<random6>`."""
         return re.compile(rf"^{re.escape(self.name_prefix)}-(\d+)-[a-z0-9]{{6}}$")
+
+
+def _jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
 
 
 def parse_size(value: Any, where: str) -> int:

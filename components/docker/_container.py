@@ -3,7 +3,10 @@
 Create is transactional (create stopped, copy ``uploads`` in, start; any failure removes
 the container) and safe to repeat (a leftover container of the same name that this program
 created is replaced; someone else's is an error). Every settings change replaces the
-container (delete first: names are unique per host). ``read`` reports drift: a container
+container (delete first: names are unique per host), except two in-place updates: with
+``reload_signal`` set, a change of only the content of uploads marked ``reloadable`` writes
+the new files into the running container (same paths, modes, owners) and sends it that
+signal; and ``stop_timeout`` (used at delete) is just recorded. ``read`` reports drift: a container
 that is gone drops out of state, a stopped one shows ``state`` != running and is replaced by
 the next ``pulumi up``. Delete stops with the grace period, then removes.
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import io
 import posixpath
+import signal
 import tarfile
 import time
 from collections.abc import Mapping, Sequence
@@ -38,11 +42,43 @@ RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
 MOUNT_TYPES = ("bind", "volume", "tmpfs")
 _REPLACE_KEYS = (
     "docker_host", "name", "image", "command", "entrypoint", "env", "mounts", "network_mode",
-    "restart_policy", "labels", "uploads", "stop_timeout", "user", "extra_hosts", "group_add",
-)
-_UPDATE_ONLY_KEYS = ("ssh_options", "tls", "startup_check")
+    "restart_policy", "labels", "user", "extra_hosts", "group_add",
+)  # "uploads": see _uploads_change
+_UPDATE_ONLY_KEYS = ("ssh_options", "tls", "startup_check", "stop_timeout", "reload_signal")
 _STOPPED_STATES = ("exited", "dead", "created")
 STARTUP_CHECK = 2.0  # seconds a new container must stay up (catches crash loops at `pulumi up`)
+
+
+def _uploads_change(olds: Mapping[str, Any], news: Mapping[str, Any]) -> str | None:
+    """None (same uploads), "reload" (only reloadable contents changed, and news has a
+    reload_signal) or "replace" (anything else, including a value not known yet)."""
+    old, new = plain(olds.get("uploads") or []), plain(news.get("uploads") or [])
+    if old == new:
+        return None
+    if not news.get("reload_signal") or not isinstance(new, list) or not isinstance(old, list) \
+            or len(old) != len(new):
+        return "replace"
+    for o, n in zip(old, new):
+        if not isinstance(o, dict) or not isinstance(n, dict):
+            return "replace"
+        if {k: v for k, v in o.items() if k != "content"} != {k: v for k, v in n.items() if k != "content"}:
+            return "replace"  # path, mode, owner or the reloadable flag changed
+        if o.get("content") != n.get("content") and not (n.get("reloadable") and o.get("reloadable")):
+            return "replace"
+    return "reload"
+
+
+def _signal_name(value: Any) -> str | None:
+    """The canonical name of a signal given as "SIGHUP", "HUP" or 1; None if it is not one."""
+    try:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return signal.Signals(value).name
+        if isinstance(value, str):
+            name = value.upper() if value.upper().startswith("SIG") else "SIG" + value.upper()
+            return signal.Signals[name].name
+    except (KeyError, ValueError):
+        return None
+    return None
 
 
 def _settle(container: Any, seconds: float) -> None:
@@ -68,6 +104,8 @@ class Upload(TypedDict):
     mode: NotRequired[int]  # default 0o400
     uid: NotRequired[int]
     gid: NotRequired[int]
+    # With the container's reload_signal: a content change is written in place and signalled.
+    reloadable: NotRequired[bool]
 
 
 class Mount(TypedDict):
@@ -138,6 +176,11 @@ def _check_props(news: Mapping[str, Any]) -> list[CheckFailure]:
             continue
         if not str(up.get("path", "")).startswith("/"):
             fail(f"uploads[{i}].path", "an upload path must be an absolute path in the container")
+        if not isinstance(up.get("reloadable", False), bool):
+            fail(f"uploads[{i}].reloadable", "reloadable must be true or false")
+    rs = news.get("reload_signal")
+    if rs is not None and not is_unknown(rs) and _signal_name(rs) is None:
+        fail("reload_signal", f"{rs!r} is not a signal name like SIGHUP or SIGUSR1")
     st = news.get("stop_timeout")
     if st is not None and not is_unknown(st) and (not isinstance(st, (int, float)) or st < 0):
         fail("stop_timeout", "stop_timeout must be a number of seconds >= 0")
@@ -155,9 +198,14 @@ class DockerContainerProvider(ResourceProvider):
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         replaces = changed(olds, news, _REPLACE_KEYS)
+        updates = changed(olds, news, _UPDATE_ONLY_KEYS)
+        uploads = _uploads_change(olds, news)
+        if uploads == "replace":
+            replaces.append("uploads")
+        elif uploads == "reload":
+            updates.append("uploads")
         if olds.get("state") in _STOPPED_STATES:
             replaces.append("state")
-        updates = changed(olds, news, _UPDATE_ONLY_KEYS)
         return DiffResult(changes=bool(replaces or updates), replaces=replaces, delete_before_replace=True)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
@@ -217,10 +265,50 @@ class DockerContainerProvider(ResourceProvider):
             outs.update(container_id=container.id, state=container.status or "running")
             return CreateResult(id_=container.id, outs=outs)
 
-    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+    def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         outs = dict(news)
         outs.update(container_id=olds.get("container_id"), state=olds.get("state"))
+        if _uploads_change(olds, news) == "reload":
+            outs["state"] = self._reload(id_, olds, news)
         return UpdateResult(outs=outs)
+
+    def _reload(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> str:
+        """Write the changed reloadable uploads into the container and signal it; return its state."""
+        import docker.errors
+
+        name = news.get("name") or id_[:12]
+        files = [n for o, n in zip(plain(olds.get("uploads") or []), plain(news.get("uploads") or [])) if o != n]
+        sig = _signal_name(news.get("reload_signal")) or "SIGHUP"
+        with client_from_props(news, timeout=60) as client:
+            try:
+                container = client.containers.get(id_)
+            except docker.errors.NotFound:
+                raise ContainerStartError(
+                    f"container {name!r} is gone from {host_desc(news)}; run `pulumi refresh`, then `pulumi up`"
+                    " recreates it") from None
+            if not container.put_archive("/", _uploads_tar(files)):
+                raise ContainerStartError(f"could not copy the new files into container {name!r}")
+            restarts = container.attrs.get("RestartCount") or 0
+            try:
+                container.kill(signal=sig)
+            except docker.errors.APIError as exc:
+                if exc.status_code != 409:  # 409: not running; it reads the new files when it starts
+                    raise
+                return str(container.status)
+            # Watch it as at create: a container that dies of the reload fails `pulumi up` with its logs.
+            deadline = time.monotonic() + float(news.get("startup_check", STARTUP_CHECK))
+            while True:
+                container.reload()
+                failed = container.status in ("exited", "dead", "restarting") or (
+                    container.attrs.get("RestartCount") or 0) > restarts
+                if failed:
+                    logs = container.logs(tail=30).decode(errors="replace")
+                    raise ContainerStartError(
+                        f"container {name!r} on {host_desc(news)} stopped after {sig} (new files: "
+                        f"{', '.join(str(f['path']) for f in files)}); last log lines:\n{logs}")
+                if time.monotonic() >= deadline:
+                    return str(container.status)
+                time.sleep(0.25)
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         import docker.errors
@@ -270,6 +358,8 @@ class DockerContainerArgs(TypedDict):
     extra_hosts: NotRequired[Mapping[str, str]]
     group_add: NotRequired[Sequence[str]]
     startup_check: NotRequired[float]  # seconds the container must stay up after start (default 2)
+    # Signal (e.g. "SIGHUP") sent after writing changed `reloadable` uploads in place; without it they replace.
+    reload_signal: NotRequired[str]
 
 
 class DockerContainer(Resource, module="docker", name="Container"):
@@ -306,6 +396,7 @@ class DockerContainer(Resource, module="docker", name="Container"):
             "extra_hosts": a.get("extra_hosts") or {},
             "group_add": a.get("group_add") or [],
             "startup_check": a.get("startup_check", STARTUP_CHECK),
+            "reload_signal": a.get("reload_signal"),
             "container_id": None,
             "state": None,
         }
