@@ -45,7 +45,10 @@ _SCOPE_PATH = re.compile(r"^/(enterprises/[A-Za-z0-9][A-Za-z0-9_-]*|[A-Za-z0-9][
 GITHUB_KEYS = {"scope", "apiUrl", "token", "appId", "privateKey", "installationId"}
 HOST_KEYS = {"name", "url", "sshOptions", "tls", "socketPath"}
 TLS_KEYS = {"ca", "cert", "key"}
-POOL_KEYS = {"name", "hosts", "slots", "labels", "runnerGroup", "image", "container", "drainTimeout", "metricsPort"}
+POOL_KEYS = {
+    "name", "hosts", "slots", "labels", "runnerGroup", "image", "container", "drainTimeout", "metricsPort",
+    "readyTimeout",
+}
 IMAGE_KEYS = {"base", "runnerVersion", "runnerSha256", "runnerUrl", "extraPackages"}
 CONTAINER_KEYS = {
     "cpus", "memory", "pidsLimit", "shmSize", "gpus", "gpuPerSlot", "volumes", "env", "networkMode",
@@ -132,6 +135,7 @@ class PoolConfig:
     container: Mapping[str, Any] = field(default_factory=dict)  # pool-spec form (snake_case)
     drain_timeout: int = 600
     metrics_port: int = 9101
+    ready_timeout: int = 180  # seconds `pulumi up` waits for `slots` runners online; 0: no wait
 
     def name_prefix(self, stack: str, host: str) -> str:
         return f"{stack}-{self.name}-{host}"
@@ -529,6 +533,7 @@ def _parse_pools(c: _Checker, raw: Any, hosts: Sequence[HostConfig], github: Git
         container = _container_to_spec(c, p.get("container"), f"{pp}.container")
         drain = c.int_in(p.get("drainTimeout"), f"{pp}.drainTimeout", 0, 86400, 600)
         port = c.int_in(p.get("metricsPort"), f"{pp}.metricsPort", 1024, 65535, 9101 + i)
+        ready_timeout = c.int_in(p.get("readyTimeout"), f"{pp}.readyTimeout", 0, 3600, 180)
         for hn in ph:
             other = ports.get((str(hn), port))
             if other is not None:
@@ -545,7 +550,8 @@ def _parse_pools(c: _Checker, raw: Any, hosts: Sequence[HostConfig], github: Git
         if name:
             pools.append(PoolConfig(name=name, hosts=tuple(str(h) for h in ph), slots=slots,
                                     labels=tuple(str(x) for x in labels), runner_group=group, image=image,
-                                    container=container, drain_timeout=drain, metrics_port=port))
+                                    container=container, drain_timeout=drain, metrics_port=port,
+                                    ready_timeout=ready_timeout))
     return pools
 
 

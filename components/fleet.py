@@ -1,5 +1,5 @@
 """Fleet: the top-level component - credentials, then per pool and host the images, the
-registration and the manager container."""
+registration, the manager container and the readiness wait (its counts are the outputs)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,11 @@ class FleetArgs(TypedDict):
 
 
 class Fleet(pulumi.ComponentResource):
-    """Everything one stack declares. ``pools`` is {pool: {host: {images, manager, registration}}}."""
+    """Everything one stack declares. ``pools`` is {pool: {host: {images, manager, registration}}}.
+
+    ``registration`` holds the live counts (online, busy, idle, offline, total, stale) as counted
+    after ``up`` waited for the pool to be ready, plus ``ready``, ``wait_seconds`` and the runner group id.
+    """
 
     pools: pulumi.Output[dict[str, Any]]
     scope_url: pulumi.Output[str]
@@ -67,6 +71,7 @@ class Fleet(pulumi.ComponentResource):
                     "credentials_file": self.credentials.credentials_file,
                     "labels": list(pool.labels), "runner_group": pool.runner_group,
                     "drain_timeout": pool.drain_timeout, "network_mode": cfg.manager_network_mode,
+                    "ready_timeout": pool.ready_timeout,
                 }, pulumi.ResourceOptions(parent=self))
                 self.images[(pool.name, host_name)] = image
                 self.pool_resources[(pool.name, host_name)] = rp
@@ -77,6 +82,7 @@ class Fleet(pulumi.ComponentResource):
                     "registration": rp.registration,
                     "name_prefix": rp.name_prefix,
                     "slots": pool.slots,
+                    "ready_timeout": pool.ready_timeout,
                     "labels": list(pool.labels),
                 }
         self.pools = pulumi.Output.from_input(outputs)

@@ -1,4 +1,4 @@
-"""RunnerPool: one pool on one host - its RunnerRegistration and its manager container."""
+"""RunnerPool: one pool on one host - its RunnerRegistration, its manager container and its readiness."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pulumi
 
 from .docker import DockerContainer
 from .docker._connection import host_props
+from .readiness import DEFAULT_READY_TIMEOUT, RunnerPoolReady, spec_hash, summary_of
 from .registration import RunnerRegistration
 
 SPEC_PATH = "/etc/ghr/pool.json"
@@ -31,13 +32,14 @@ class RunnerPoolArgs(TypedDict):
     runner_group: str
     drain_timeout: int
     network_mode: NotRequired[str]
+    ready_timeout: NotRequired[int]  # seconds `pulumi up` waits for `slots` runners online; 0: no wait
 
 
 class RunnerPool(pulumi.ComponentResource):
     """The manager container keeps the pool's slots filled; the registration is the GitHub side."""
 
     manager_container: pulumi.Output[dict[str, Any]]
-    registration: pulumi.Output[dict[str, Any]]
+    registration: pulumi.Output[dict[str, Any]]  # live counts, from the RunnerPoolReady after the manager
     name_prefix: pulumi.Output[str]
 
     def __init__(self, name: str, args: RunnerPoolArgs, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -77,14 +79,20 @@ class RunnerPool(pulumi.ComponentResource):
             # SIGTERM makes the manager drain: idle runners go at once, busy ones finish their job.
             "stop_timeout": int(args["drain_timeout"]) + STOP_MARGIN,
         }, pulumi.ResourceOptions(parent=self, depends_on=[registration]))
+        # After the manager: `up` waits here until `slots` runners are online (or readyTimeout fails it).
+        ready = RunnerPoolReady(f"{name}-ready", {
+            "scope_url": spec["scope_url"], "api_url": spec.get("api_url"), "name_prefix": spec["name_prefix"],
+            "labels": list(args["labels"]), "slots": spec["slots"],
+            "ready_timeout": args.get("ready_timeout", DEFAULT_READY_TIMEOUT),
+            "pool": pool, "host": host_name, "stack": stack,
+            "manager_container": manager.name, "manager_container_id": manager.container_id,
+            "spec_hash": spec_json.apply(spec_hash), "docker": docker_props,
+        }, pulumi.ResourceOptions(parent=self, depends_on=[manager]))
         self.name_prefix = pulumi.Output.from_input(spec["name_prefix"])
         self.manager_container = pulumi.Output.all(
             name=manager.name, id=manager.container_id, state=manager.state).apply(lambda a: dict(a))
-        self.registration = pulumi.Output.all(
-            online=registration.online, busy=registration.busy, idle=registration.idle,
-            offline=registration.offline, total=registration.total, stale=registration.stale,
-            runner_group_id=registration.runner_group_id,
-        ).apply(lambda a: dict(a))
+        self.registration = pulumi.Output.all(summary_of(ready), registration.runner_group_id).apply(
+            lambda a: {**a[0], "runner_group_id": a[1]})
         self.register_outputs({
             "manager_container": self.manager_container, "registration": self.registration,
             "name_prefix": self.name_prefix,

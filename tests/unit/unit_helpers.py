@@ -71,6 +71,9 @@ class FleetMocks(pulumi.runtime.Mocks):
             outs.update(container_id=f"cid-{args.name}", state="running")
         elif args.typ.endswith("RunnerRegistration"):
             outs.update(runner_group_id=1, total=0, online=0, busy=0, idle=0, offline=0, stale=[])
+        elif args.typ.endswith("RunnerPoolReady"):  # the pool came up: every slot online and idle
+            n = int(args.inputs.get("slots") or 0)
+            outs.update(total=n, online=n, busy=0, idle=n, offline=0, stale=[], ready=True, wait_seconds=1.5)
         return f"{args.name}-id", outs
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:

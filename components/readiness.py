@@ -1,0 +1,265 @@
+"""RunnerPoolReady: ``pulumi up`` finishes when a pool's runners are online, as a dynamic resource.
+
+Created after the pool's manager container (it depends on it), so its ``create`` and ``update``
+run once the manager has started:
+
+- ``check`` is pure (no network): it runs on every preview.
+- ``create`` / ``update`` poll GitHub (bounded interval) until ``slots`` runners of the pool's
+  name prefix, carrying the pool's labels, are online, for at most ``ready_timeout`` seconds
+  (0: count once, do not wait). The outputs are the real counts (online, busy, idle, offline,
+  total, stale), whether the pool was ready and how long the wait took. On timeout the
+  operation fails with a message naming the pool and host, ``N of M runners online``, and the
+  manager container's last log lines, read from that host's Docker engine.
+- ``update`` runs (and so waits again) whenever the pool spec (``spec_hash``: the manager's
+  spec file), the slots, the labels or the manager container change.
+- ``read`` (``pulumi refresh``) counts again, so refresh shows drift.
+- ``delete`` does nothing: it observes, it owns nothing. The GitHub-side lifecycle (label
+  changes, the delete sweep) stays with :class:`~components.registration.RunnerRegistration`.
+
+Credentials and GitHub clients are those of RunnerRegistration: this provider subclasses
+:class:`~components.registration.RunnerRegistrationProvider` for ``configure`` (``ghr:github``),
+the environment fallback, the client factory, the prefix filter and the counts - and never
+pickles a credential (``__getstate__`` is inherited). Every CRUD method is its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, NotRequired, TypedDict
+
+import pulumi
+from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, Resource, UpdateResult
+
+from .docker._common import changed, host_desc, is_unknown
+from .docker._connection import client_from_props, validate_host_spec
+from .registration import RunnerRegistrationProvider
+
+DEFAULT_READY_TIMEOUT = 180
+POLL_INITIAL = 1.0  # seconds between GitHub polls: starts here, grows by half each time ...
+POLL_MAX = 5.0  # ... up to this
+LOG_LINES = 30
+LOG_CHARS = 4000
+_INPUT_KEYS = (
+    "scope_url", "api_url", "name_prefix", "labels", "slots", "ready_timeout", "pool", "host", "stack",
+    "manager_container", "manager_container_id", "spec_hash", "docker_host", "ssh_options", "tls",
+)
+_REPLACE_KEYS = ("scope_url", "api_url", "name_prefix")
+_COUNT_KEYS = ("total", "online", "busy", "idle", "offline", "stale")
+
+
+class PoolNotReady(RuntimeError):
+    """Fewer than ``slots`` runners of a pool came online within its ``readyTimeout``."""
+
+
+def spec_hash(spec_json: str) -> str:
+    """A stable digest of the manager's spec file: a new digest makes the resource wait again."""
+    return hashlib.sha256(spec_json.encode()).hexdigest()
+
+
+def ready_runners(runners: Sequence[Any], labels: Sequence[str]) -> list[Any]:
+    """Online runners that carry every label of the pool (case-insensitive, as GitHub matches)."""
+    want = {str(x).casefold() for x in labels}
+    return [r for r in runners if r.status == "online" and want <= {str(x).casefold() for x in r.labels}]
+
+
+class RunnerPoolReadyProvider(RunnerRegistrationProvider):
+    """Dynamic provider for RunnerPoolReady: waits for and counts a pool's online runners."""
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _count(self, client: Any, props: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
+        runners = self._pool_runners(client, props["name_prefix"])
+        return self._summary(runners), len(ready_runners(runners, props.get("labels") or []))
+
+    def _wait(self, props: Mapping[str, Any]) -> dict[str, Any]:
+        """Counts once, then (ready_timeout > 0) polls until ``slots`` runners are online or time runs out."""
+        from github_client import GitHubUnavailable, RateLimited, ServerError
+
+        slots = int(props["slots"])
+        timeout = float(props.get("ready_timeout") or 0)
+        started = time.monotonic()
+        deadline = started + timeout
+        # One poll must never outlast the deadline by much: short HTTP timeouts, one retry.
+        client = self._client(props, timeout=10.0, max_retries=1)
+        interval = POLL_INITIAL
+        summary: dict[str, Any] | None = None
+        ready = 0
+        last_error: Exception | None = None
+        while True:
+            try:
+                summary, ready = self._count(client, props)
+                last_error = None
+            except (GitHubUnavailable, ServerError, RateLimited) as exc:
+                if timeout <= 0:
+                    raise
+                last_error = exc  # transient: keep polling until the deadline
+            now = time.monotonic()
+            if ready >= slots or now >= deadline:
+                break
+            time.sleep(max(0.0, min(interval, deadline - now)))
+            interval = min(interval * 1.5, POLL_MAX)
+        waited = round(time.monotonic() - started, 1)
+        if ready < slots and timeout > 0:
+            raise PoolNotReady(self._not_ready_message(props, summary, ready, timeout, last_error))
+        outs = {k: props.get(k) for k in _INPUT_KEYS}
+        outs.update(summary or {})
+        outs.update(ready=ready >= slots, wait_seconds=waited)
+        return outs
+
+    @staticmethod
+    def _manager_tail(props: Mapping[str, Any]) -> str:
+        """The manager container's state and last log lines, from its host's Docker engine."""
+        import docker.errors
+
+        ref = props.get("manager_container_id") or props.get("manager_container")
+        name = props.get("manager_container") or ref
+        try:
+            with client_from_props(props, timeout=30) as dc:
+                c = dc.containers.get(ref)
+                restarts = int(c.attrs.get("RestartCount") or 0)
+                logs = c.logs(tail=LOG_LINES).decode(errors="replace").rstrip()
+                state = f"{c.status}, {restarts} restart(s)"
+        except docker.errors.NotFound:
+            return f"manager container {name} is gone from {host_desc(props)}; run pulumi up again to recreate it"
+        except Exception as exc:  # noqa: BLE001 - the timeout message matters more than this detail
+            return f"could not read the logs of manager container {name} on {host_desc(props)} ({type(exc).__name__}: {exc})"
+        if len(logs) > LOG_CHARS:
+            logs = "..." + logs[-LOG_CHARS:]
+        body = "\n".join(f"  | {line}" for line in logs.splitlines()) or "  | (no log output)"
+        return f"manager container {name} ({state}), last {LOG_LINES} log lines:\n{body}"
+
+    def _not_ready_message(self, props: Mapping[str, Any], summary: Mapping[str, Any] | None, ready: int,
+                           timeout: float, last_error: Exception | None) -> str:
+        slots = int(props["slots"])
+        s = dict(summary or {})
+        counts = (f"{ready} of {slots} runners online"
+                  + (f" ({s.get('online', 0)} online in total, {s.get('busy', 0)} busy, {s.get('offline', 0)} offline, "
+                     f"{s.get('total', 0)} registered)" if summary is not None else " (GitHub never answered)"))
+        lines = [
+            f"pool {props['pool']!r} on host {props['host']!r} ({host_desc(props)}) is not ready after "
+            f"{timeout:g}s: {counts} with prefix {props['name_prefix']} and labels {', '.join(props.get('labels') or [])}"
+        ]
+        if last_error is not None:
+            lines.append(f"last GitHub error: {type(last_error).__name__}: {last_error}")
+        lines.append(self._manager_tail(props))
+        lines.append(f"fix what the manager log shows and run pulumi up again, or raise readyTimeout of pool "
+                     f"{props['pool']!r} (ghr:pools[].readyTimeout; 0 does not wait)")
+        return "\n".join(lines)
+
+    # -- CRUD --------------------------------------------------------------------------------
+
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        failures: list[CheckFailure] = []
+        for key in ("scope_url", "name_prefix", "pool", "host", "stack"):
+            v = news.get(key)
+            if not is_unknown(v) and (not isinstance(v, str) or not v):
+                failures.append(CheckFailure(key, f"{key} is required"))
+        slots = news.get("slots")
+        if not is_unknown(slots) and (isinstance(slots, bool) or not isinstance(slots, (int, float))
+                                      or slots < 1 or int(slots) != slots):
+            failures.append(CheckFailure("slots", "slots must be a whole number >= 1"))
+        labels = news.get("labels")
+        if not is_unknown(labels) and (not isinstance(labels, list) or not labels
+                                       or any(not isinstance(x, str) or not x for x in labels)):
+            failures.append(CheckFailure("labels", "expected a non-empty list of runner labels"))
+        rt = news.get("ready_timeout")
+        if not is_unknown(rt) and (isinstance(rt, bool) or not isinstance(rt, (int, float)) or rt < 0):
+            failures.append(CheckFailure("ready_timeout", "ready_timeout must be a number of seconds >= 0"))
+        if news.get("docker_host") and not is_unknown(news.get("docker_host")):
+            for problem in validate_host_spec(news["docker_host"], news.get("ssh_options"), news.get("tls")):
+                failures.append(CheckFailure("docker_host", problem))
+        return CheckResult(news, failures)
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        replaces = changed(olds, news, _REPLACE_KEYS)
+        updates = changed(olds, news, _INPUT_KEYS)
+        return DiffResult(changes=bool(updates), replaces=replaces, delete_before_replace=False)
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        outs = self._wait(props)
+        return CreateResult(id_=f"{props['scope_url']}#{props['name_prefix']}", outs=outs)
+
+    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        return UpdateResult(outs=self._wait(news))
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        client = self._client(props)
+        summary, ready = self._count(client, props)
+        outs = dict(props)
+        outs.update(summary, ready=ready >= int(props["slots"]))
+        return ReadResult(id_=id_, outs=outs)
+
+    def delete(self, _id: str, _props: dict[str, Any]) -> None:
+        return None  # owns nothing: the registration's delete sweeps GitHub, the container's delete the host
+
+
+class RunnerPoolReadyArgs(TypedDict):
+    """Inputs of a RunnerPoolReady (no credentials: see the module docstring)."""
+
+    scope_url: pulumi.Input[str]
+    api_url: NotRequired[pulumi.Input[str | None]]
+    name_prefix: pulumi.Input[str]
+    labels: pulumi.Input[Sequence[str]]
+    slots: pulumi.Input[int]
+    ready_timeout: NotRequired[pulumi.Input[int]]
+    pool: pulumi.Input[str]
+    host: pulumi.Input[str]
+    stack: pulumi.Input[str]
+    manager_container: pulumi.Input[str]  # name, for the message
+    manager_container_id: pulumi.Input[str]  # a new manager container makes it wait again
+    spec_hash: pulumi.Input[str]  # so does a new pool spec (see spec_hash())
+    docker: NotRequired[Mapping[str, Any]]  # host props, to read the manager's logs
+
+
+class RunnerPoolReady(Resource, module="ghr", name="RunnerPoolReady"):
+    """A pool on a host is ready: ``slots`` runners online on GitHub. Outputs the live counts."""
+
+    online: pulumi.Output[int]
+    busy: pulumi.Output[int]
+    idle: pulumi.Output[int]
+    offline: pulumi.Output[int]
+    total: pulumi.Output[int]
+    stale: pulumi.Output[list[str]]
+    ready: pulumi.Output[bool]
+    wait_seconds: pulumi.Output[float]
+    ready_timeout: pulumi.Output[int]
+
+    def __init__(self, resource_name: str, args: RunnerPoolReadyArgs,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        docker = dict(args.get("docker") or {})
+        props: dict[str, Any] = {
+            "scope_url": args["scope_url"],
+            "api_url": args.get("api_url"),
+            "name_prefix": args["name_prefix"],
+            "labels": args["labels"],
+            "slots": args["slots"],
+            "ready_timeout": args.get("ready_timeout", DEFAULT_READY_TIMEOUT),
+            "pool": args["pool"],
+            "host": args["host"],
+            "stack": args["stack"],
+            "manager_container": args["manager_container"],
+            "manager_container_id": args["manager_container_id"],
+            "spec_hash": args["spec_hash"],
+            "docker_host": docker.get("docker_host"),
+            "ssh_options": docker.get("ssh_options") or [],
+            "tls": docker.get("tls"),
+            **{k: None for k in _COUNT_KEYS}, "ready": None, "wait_seconds": None,
+        }
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["tls"]))
+        super().__init__(RunnerPoolReadyProvider(), resource_name, props, opts)
+
+
+def summary_of(ready: RunnerPoolReady) -> pulumi.Output[dict[str, Any]]:
+    """The counts a pool reports in the stack outputs (plus whether it was ready and the wait)."""
+    return pulumi.Output.all(
+        online=ready.online, busy=ready.busy, idle=ready.idle, offline=ready.offline, total=ready.total,
+        stale=ready.stale, ready=ready.ready, wait_seconds=ready.wait_seconds,
+    ).apply(lambda a: dict(a))
+
+
+__all__ = [
+    "DEFAULT_READY_TIMEOUT", "PoolNotReady", "RunnerPoolReady", "RunnerPoolReadyArgs", "RunnerPoolReadyProvider",
+    "ready_runners", "spec_hash", "summary_of",
+]
