@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any, NotRequired, TypedDict
 
 import pulumi
+
+from pool_manager.spec import FIXED_KEYS
 
 from .docker import DockerContainer
 from .docker._connection import host_props
@@ -16,6 +19,12 @@ from .registration import RunnerRegistration
 SPEC_PATH = "/etc/ghr/pool.json"
 CREDENTIALS_PATH = "/etc/ghr/credentials.json"
 STOP_MARGIN = 30
+
+
+def _fixed_hash(spec: Mapping[str, Any]) -> str:
+    """A digest of the spec keys a running manager cannot take on (pool_manager.spec.FIXED_KEYS)."""
+    fixed = {key: spec.get(key) for key in FIXED_KEYS}
+    return hashlib.sha256(json.dumps(fixed, sort_keys=True).encode()).hexdigest()[:16]
 
 
 class RunnerPoolArgs(TypedDict):
@@ -71,11 +80,16 @@ class RunnerPool(pulumi.ComponentResource):
             "mounts": [{"type": "bind", "source": args["socket_path"], "target": "/var/run/docker.sock"}],
             "network_mode": args.get("network_mode") or "host",
             "restart_policy": "always",
-            "labels": {"ghr.role": "manager", "ghr.pool": pool, "ghr.stack": stack, "ghr.host": host_name},
+            # ghr.spec-fixed: a change of a spec key the manager cannot reload replaces the manager.
+            "labels": {"ghr.role": "manager", "ghr.pool": pool, "ghr.stack": stack, "ghr.host": host_name,
+                       "ghr.spec-fixed": _fixed_hash(spec)},
+            # Any other spec change, and new credentials, are reloaded in place (SIGHUP): no drain.
             "uploads": [
-                {"path": SPEC_PATH, "content": spec_json, "mode": 0o444},
-                {"path": CREDENTIALS_PATH, "content": pulumi.Output.secret(args["credentials_file"]), "mode": 0o400},
+                {"path": SPEC_PATH, "content": spec_json, "mode": 0o444, "reloadable": True},
+                {"path": CREDENTIALS_PATH, "content": pulumi.Output.secret(args["credentials_file"]), "mode": 0o400,
+                 "reloadable": True},
             ],
+            "reload_signal": "SIGHUP",
             # SIGTERM makes the manager drain: idle runners go at once, busy ones finish their job.
             "stop_timeout": int(args["drain_timeout"]) + STOP_MARGIN,
         }, pulumi.ResourceOptions(parent=self, depends_on=[registration]))
