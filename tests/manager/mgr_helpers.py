@@ -74,6 +74,10 @@ def online_idle(emulator: Any, spec: dict[str, Any]) -> list[dict[str, Any]]:
     return [r for r in pool_runners(emulator, spec) if r["status"] == "online" and not r["busy"]]
 
 
+def runner_labels(runner: dict[str, Any]) -> set[str]:
+    return {lb["name"] if isinstance(lb, dict) else lb for lb in runner.get("labels") or []}
+
+
 class InProcessManager:
     """A PoolManager on a thread of the test process (fast; metrics without HTTP)."""
 
@@ -146,6 +150,26 @@ class ProcessManager:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def metrics(self) -> str:
+        try:
+            return requests.get(f"http://127.0.0.1:{self.port}/metrics", timeout=2).text
+        except requests.RequestException:
+            return ""
+
+    def rewrite(self, **changes: Any) -> None:
+        """Write the spec file again with `changes` (the running manager sees it after `hup`)."""
+        self.spec.update(changes)
+        self.spec_path.write_text(json.dumps(self.spec))
+
+    def hup(self) -> None:
+        """SIGHUP: reload the spec and credentials files."""
+        assert self.proc is not None and self.proc.poll() is None, self.log()
+        self.proc.send_signal(signal.SIGHUP)
+
+    def write_credentials(self, data: dict[str, Any]) -> None:
+        creds = self.spec_path.parent / f"{self.spec['stack']}-credentials.json"
+        creds.write_text(json.dumps(data))
 
     def kill9(self) -> None:
         assert self.proc is not None
