@@ -93,6 +93,43 @@ def test_manager_container_settings(mocks):
 
 
 @pulumi.runtime.test
+def test_manager_takes_spec_and_credentials_in_place(mocks):
+    """Spec and credentials uploads are reloadable with SIGHUP; the keys a manager cannot reload label it."""
+    fleet = _fleet()
+
+    def check(_):
+        (manager,) = mocks.of_type("dynamic/docker:Container")
+        inputs = manager.inputs
+        uploads = inputs["uploads"]
+        if isinstance(uploads, dict) and SECRET_SIG in uploads.values():
+            uploads = uploads["value"]
+        assert inputs["reload_signal"] == "SIGHUP"
+        assert [u["reloadable"] for u in uploads] == [True, True]
+        spec = json.loads({u["path"]: u for u in uploads}["/etc/ghr/pool.json"]["content"])
+        from components.pool import _fixed_hash
+
+        assert inputs["labels"]["ghr.spec-fixed"] == _fixed_hash(spec)
+
+    return fleet.pools.apply(check)
+
+
+@pytest.mark.parametrize(("key", "value", "replaces"), [
+    ("slots", 3, False), ("labels", ["x"], False), ("runner_group", "ci", False), ("container", {"cpus": 1}, False),
+    ("image", "sha256:new", False), ("drain_timeout", 5, False),
+    ("scope_url", "https://github.com/other", True), ("api_url", "https://ghe/api/v3", True),
+    ("name_prefix", "p2", True), ("metrics_port", 9200, True), ("pool", "gpu", True),
+])
+def test_fixed_hash_follows_only_the_keys_a_manager_cannot_reload(key, value, replaces):
+    """ghr.spec-fixed (a replace key of the manager) changes exactly for pool_manager's FIXED_KEYS."""
+    from components.pool import _fixed_hash
+
+    spec = {"pool": "cpu", "stack": "s", "host": "local", "scope_url": "https://github.com/acme", "api_url": None,
+            "name_prefix": "s-cpu-local", "labels": ["a"], "runner_group": "Default", "slots": 2, "image": "i",
+            "container": {}, "drain_timeout": 60, "metrics_port": 9101}
+    assert (_fixed_hash({**spec, key: value}) != _fixed_hash(spec)) is replaces
+
+
+@pulumi.runtime.test
 def test_secrets_stay_secret(mocks):
     """Token, credentials file and TLS material are sent as secrets and marked secret in outputs."""
     fleet = _fleet(_two_hosts())

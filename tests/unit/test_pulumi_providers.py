@@ -108,6 +108,46 @@ def test_container_diff_replaces_and_reports_stopped():
     assert stopped.replaces == ["state"] and stopped.delete_before_replace
 
 
+_UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"  # pulumi's "not known at preview" sentinel
+_SPEC = {"path": "/etc/ghr/pool.json", "content": "{}", "mode": 0o444, "reloadable": True}
+_CREDS = {"path": "/etc/ghr/credentials.json", "content": "c1", "mode": 0o400, "reloadable": True}
+_RELOADING = {"name": "c", "image": "i", "state": "running", "reload_signal": "SIGHUP", "uploads": [_SPEC, _CREDS]}
+
+
+@pytest.mark.parametrize("news,replaces,updates", [
+    ({"uploads": [{**_SPEC, "content": '{"slots": 3}'}, _CREDS]}, [], True),
+    ({"uploads": [_SPEC, {**_CREDS, "content": "c2"}]}, [], True),
+    ({"uploads": [{**_SPEC, "content": _UNKNOWN}, _CREDS]}, [], True),
+    ({"stop_timeout": 99}, [], True),
+    ({"uploads": [{**_SPEC, "content": "x", "reloadable": False}, _CREDS]}, ["uploads"], True),
+    ({"uploads": [{**_SPEC, "mode": 0o400}, _CREDS]}, ["uploads"], True),
+    ({"uploads": [{**_SPEC, "path": "/etc/other.json"}, _CREDS]}, ["uploads"], True),
+    ({"uploads": [_SPEC]}, ["uploads"], True),
+    ({"reload_signal": None, "uploads": [{**_SPEC, "content": "x"}, _CREDS]}, ["uploads"], True),
+    ({"uploads": [{**_SPEC, "content": "x"}, _CREDS], "image": "i2"}, ["image"], True),
+    ({"labels": {"ghr.spec-fixed": "other"}}, ["labels"], True),
+    ({}, [], False),
+])
+def test_container_diff_reloads_in_place_or_replaces(news, replaces, updates):
+    """With reload_signal, a change of reloadable contents only is an update; anything else replaces."""
+    d = DockerContainerProvider().diff("id", _RELOADING, {**_RELOADING, **news})
+    assert sorted(d.replaces) == replaces and d.changes is updates
+
+
+def test_container_diff_replaces_a_stopped_container_even_for_a_reload():
+    """A stopped container is replaced, not signalled."""
+    news = {**_RELOADING, "uploads": [{**_SPEC, "content": "x"}, _CREDS]}
+    assert DockerContainerProvider().diff("id", {**_RELOADING, "state": "exited"}, news).replaces == ["state"]
+
+
+def test_container_check_names_a_bad_reload_signal(no_network):
+    """reload_signal must be a signal name; reloadable a boolean."""
+    news = {"name": "c", "image": "i", "docker_host": "unix:///var/run/docker.sock", "reload_signal": "SIGNOPE",
+            "uploads": [{"path": "/x", "content": "s", "reloadable": "yes"}]}
+    failed = {f.property for f in DockerContainerProvider().check({}, news).failures}
+    assert failed == {"reload_signal", "uploads[0].reloadable"}
+
+
 def test_image_diff_rebuilds_on_context_change():
     """A new context hash or build arg is an in-place rebuild; a new host is a replacement."""
     p = DockerImageProvider()
