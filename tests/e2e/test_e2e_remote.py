@@ -8,13 +8,12 @@ import docker
 import pytest
 
 from e2e_helpers import wait_for, write_stack_config
-from tests.remote.conftest import remote_engine  # noqa: F401  (session fixture: dockerd + sshd on loopback)
 
 pytestmark = [pytest.mark.engine, pytest.mark.docker, pytest.mark.slow]
 
 
 @pytest.mark.parametrize("transport", ["ssh", "tcp+tls"])
-def test_fleet_on_a_remote_host(remote_engine, program_stack, emulator, transport):  # noqa: F811
+def test_fleet_on_a_remote_host(remote_engine, program_stack, emulator, transport):
     """Images, manager and runners live on the remote engine; a job runs; destroy cleans both sides."""
     stack = program_stack("rem")
     socket_path = urlparse(remote_engine.unix_url).path
