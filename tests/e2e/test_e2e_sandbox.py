@@ -50,6 +50,10 @@ def test_1_up_brings_runners_online(sandbox, emulator):
     entry = outputs["pools"]["cpu"]["local"]
     assert entry["manager_container"]["state"] == "running"
     assert entry["runner_image_id"].startswith("sha256:")
+    # `up` returned only once the pool was ready: its outputs carry the real counts, not a zero.
+    summary = entry["registration"]
+    assert summary["online"] == entry["slots"] == 2, summary
+    assert summary["ready"] is True and summary["wait_seconds"] >= 0, summary
     assert emulator.admin_token not in sandbox.stored_text()
 
 
