@@ -7,11 +7,14 @@ from typing import Any
 
 import docker
 import pytest
+import yaml
 
 from e2e_helpers import wait_for, write_stack_config
 
 pytestmark = [pytest.mark.engine, pytest.mark.docker, pytest.mark.slow]
 
+# Waits for a file the test creates in the job's container (bounded: 240 s), then succeeds.
+GATED = "for i in $(seq 2400); do [ -e /tmp/go ] && break; sleep 0.1; done; [ -e /tmp/go ] && echo released"
 FRESH = ('if [ -e /tmp/ghr-e2e-marker ]; then echo "DIRTY: an earlier job left a file"; exit 3; fi; '
          'touch /tmp/ghr-e2e-marker; echo "clean job on $(id -un)"')
 
@@ -74,20 +77,41 @@ def test_3_refresh_shows_counts(sandbox, emulator):
     assert outs["online"] >= 2 and outs["busy"] == 0 and outs["total"] >= 2
 
 
-def test_4_slots_and_label_change_keeps_running_job(sandbox, emulator):
-    """slots 2->3 and a new label, applied by `pulumi up` while a job runs: the job still succeeds."""
+def _manager(stack_name: str) -> Any:
+    return docker.from_env().containers.get(f"ghr-{stack_name}-cpu-manager")
+
+
+def test_4_slots_and_label_change_is_applied_in_place(sandbox, emulator):
+    """slots 2->3 and a new label while a job runs: the same manager reloads (no drain), `up` returns while
+    the job still runs, the job is not interrupted, and the new runners carry the new label."""
     prefix = f"{sandbox.stack}-cpu-local"
-    long_job = emulator.enqueue_job("acme", ["self-hosted", "e2e"], "sleep 8; echo survived", timeout=300)
-    wait_for(lambda: emulator.job(long_job)["status"] == "in_progress", "the long job to start", 60)
-    write_stack_config(sandbox, emulator, slots=3, labels=["self-hosted", "linux", "e2e", "e2e-new"])
+    before = _manager(sandbox.stack)
+    gated = emulator.enqueue_job("acme", ["self-hosted", "e2e"], GATED, timeout=300)
+    runner = wait_for(lambda: emulator.job(gated)["runner_name"], "the gated job to be taken", 60)
+    wait_for(lambda: emulator.job(gated)["status"] == "in_progress", "the gated job to start", 60)
+    (job_box,) = docker.from_env().containers.list(filters={"label": f"ghr.runner-name={runner}"})
+    # Same pool entry (its metricsPort too: a new port is a key the manager cannot reload).
+    doc = yaml.safe_load((sandbox.dir / f"Pulumi.{sandbox.stack}.yaml").read_text())
+    pool = {**doc["config"]["ghr:pools"][0], "slots": 3, "labels": ["self-hosted", "linux", "e2e", "e2e-new"]}
+    write_stack_config(sandbox, emulator, pools=[pool])
     sandbox.up()
-    result = emulator.wait_job(long_job, timeout=180)
-    assert result["conclusion"] == "success" and "survived" in result["output"]
+    # `up` did not wait for the job: it is still running, in the container it started in.
+    assert emulator.job(gated)["status"] == "in_progress"
+    job_box.reload()
+    assert job_box.status == "running"
+    after = _manager(sandbox.stack)
+    assert after.id == before.id and after.attrs["State"]["StartedAt"] == before.attrs["State"]["StartedAt"]
+    assert sandbox.outputs()["pools"]["cpu"]["local"]["manager_container"]["id"] == before.id
+    assert "event=spec_reloaded" in after.logs().decode(errors="replace")
+    job_box.exec_run(["touch", "/tmp/go"])
+    result = emulator.wait_job(gated, timeout=120)
+    assert result["conclusion"] == "success" and "released" in result["output"], result["output"]
     online = wait_for(lambda: (lambda o: o if len(o) >= 3 else None)(_online(emulator, prefix)),
                       "3 runners online", 180)
     assert all("e2e-new" in [lb["name"] if isinstance(lb, dict) else lb for lb in r["labels"]] for r in online)
     job = emulator.wait_job(emulator.enqueue_job("acme", ["e2e-new"], FRESH, timeout=120), timeout=180)
     assert job["conclusion"] == "success"
+    assert _manager(sandbox.stack).id == before.id
 
 
 def test_5_destroy_leaves_nothing(sandbox, emulator):
