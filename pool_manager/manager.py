@@ -279,6 +279,8 @@ class PoolManager:
     def _retire_stale(self, boxes: list[_Box], registrations: dict[str, Runner]) -> list[_Box]:
         """Remove idle runners made from an older spec (registration first: GitHub refuses if a
         job has it); busy ones are left to finish. Returns the boxes still holding a slot."""
+        if any(b.spec_hash != self._hash for b in boxes):
+            self._check_image()  # never retire runners for an image that cannot start
         kept = []
         for box in boxes:
             reg = registrations.get(box.runner_name)

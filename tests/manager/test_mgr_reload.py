@@ -157,6 +157,20 @@ def test_invalid_spec_is_refused_and_the_pool_runs_on(started: Any, emulator: An
     wait_for(lambda: len(online_idle(emulator, spec)) == 2, 90, "2 idle runners")
 
 
+def test_new_image_missing_on_the_engine_keeps_the_old_runners(started: Any, docker_client: Any) -> None:
+    """A reload to an image the engine lacks: the pass fails (kind image) and no runner is retired for it."""
+    manager = started(slots=1)
+    before = [c["Id"] for c in pool_containers(docker_client, manager.spec)]
+    since = _now(manager)
+    manager.rewrite(image="ghr-runner-test:missing")
+    manager.hup()
+    wait_for(lambda: _reloaded(manager, since), 30, "the reload")
+    health = wait_for(lambda: (lambda h: h if h.get("last_error_kind") == "image" else None)(manager.health() or {}),
+                      30, "the image failure on /healthz")
+    assert "ghr-runner-test:missing" in health["last_error"]
+    assert [c["Id"] for c in pool_containers(docker_client, manager.spec)] == before
+
+
 @pytest.mark.parametrize(("change", "field"), [
     ({"name_prefix": "other-prefix"}, "name_prefix"),
     ({"metrics_port": 1}, "metrics_port"),
