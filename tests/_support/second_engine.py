@@ -8,6 +8,7 @@ for the run); test containers use host networking.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -74,7 +75,10 @@ class SecondEngine:
         self.log = self.dir / "dockerd.log"
         # A bridge of its own: with --bridge=none dockerd deletes the interface named docker0,
         # which belongs to the main engine. 192.0.2.0/24 is TEST-NET-1: nothing real lives there.
-        self.bridge = f"ghreb{self.dir.name[-6:]}"
+        # containerd namespaces allow only [A-Za-z0-9] runs joined by single . _ or -, so the
+        # id is hex rather than mkdtemp's suffix.
+        self.id = secrets.token_hex(4)
+        self.bridge = f"ghreb{self.id}"
         subprocess.run(["ip", "link", "add", self.bridge, "type", "bridge"], check=True)
         subprocess.run(["ip", "addr", "add", "192.0.2.1/24", "dev", self.bridge], check=True)
         self._proc: subprocess.Popen | None = None
@@ -92,7 +96,7 @@ class SecondEngine:
                 "--tlsverify", "--tlscacert", str(d / "ca.pem"), "--tlscert", str(d / "server.pem"),
                 "--tlskey", str(d / "server-key.pem"),
                 "--bridge", self.bridge, "--iptables=false", "--ip-masq=false",
-                "--containerd-namespace", f"ghr-{d.name}", "--containerd-plugins-namespace", f"ghr-{d.name}-plugins",
+                "--containerd-namespace", f"ghr{self.id}", "--containerd-plugins-namespace", f"ghr{self.id}-plugins",
             ],
             stdout=open(self.log, "a"), stderr=subprocess.STDOUT, start_new_session=True,
         )
