@@ -30,10 +30,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NotRequired, TypedDict
 
 import pulumi
-from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, Resource, UpdateResult
+from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, ReadResult, Resource, UpdateResult
 
-from .docker._common import changed, host_desc, is_unknown
-from .docker._connection import client_from_props, validate_host_spec
+from .docker._common import host_desc, is_unknown
+from .docker._connection import client_from_props
 from .registration import RunnerRegistrationProvider
 
 DEFAULT_READY_TIMEOUT = 180
@@ -66,6 +66,9 @@ def ready_runners(runners: Sequence[Any], labels: Sequence[str]) -> list[Any]:
 
 class RunnerPoolReadyProvider(RunnerRegistrationProvider):
     """Dynamic provider for RunnerPoolReady: waits for and counts a pool's online runners."""
+
+    input_keys = _INPUT_KEYS
+    replace_keys = _REPLACE_KEYS
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -151,11 +154,7 @@ class RunnerPoolReadyProvider(RunnerRegistrationProvider):
     # -- CRUD --------------------------------------------------------------------------------
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        failures: list[CheckFailure] = []
-        for key in ("scope_url", "name_prefix", "pool", "host", "stack"):
-            v = news.get(key)
-            if not is_unknown(v) and (not isinstance(v, str) or not v):
-                failures.append(CheckFailure(key, f"{key} is required"))
+        failures = self._base_check(news)
         slots = news.get("slots")
         if not is_unknown(slots) and (isinstance(slots, bool) or not isinstance(slots, (int, float))
                                       or slots < 1 or int(slots) != slots):
@@ -167,15 +166,7 @@ class RunnerPoolReadyProvider(RunnerRegistrationProvider):
         rt = news.get("ready_timeout")
         if not is_unknown(rt) and (isinstance(rt, bool) or not isinstance(rt, (int, float)) or rt < 0):
             failures.append(CheckFailure("ready_timeout", "ready_timeout must be a number of seconds >= 0"))
-        if news.get("docker_host") and not is_unknown(news.get("docker_host")):
-            for problem in validate_host_spec(news["docker_host"], news.get("ssh_options"), news.get("tls")):
-                failures.append(CheckFailure("docker_host", problem))
         return CheckResult(news, failures)
-
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        replaces = changed(olds, news, _REPLACE_KEYS)
-        updates = changed(olds, news, _INPUT_KEYS)
-        return DiffResult(changes=bool(updates), replaces=replaces, delete_before_replace=False)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         outs = self._wait(props)

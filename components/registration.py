@@ -95,6 +95,8 @@ class RunnerRegistrationProvider(ResourceProvider):
     """Dynamic provider for RunnerRegistration. Holds only what ``configure`` gave it."""
 
     serialize_as_secret_always = False  # nothing secret is captured: the provider pickles to a class reference
+    input_keys: tuple[str, ...] = _INPUT_KEYS
+    replace_keys: tuple[str, ...] = _REPLACE_KEYS
 
     def __init__(self) -> None:
         super().__init__()
@@ -168,12 +170,20 @@ class RunnerRegistrationProvider(ResourceProvider):
 
     # -- CRUD --------------------------------------------------------------------------------
 
-    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+    def _base_check(self, news: dict[str, Any]) -> list[CheckFailure]:
+        """Checks every pool-level resource shares: identity strings and the Docker host spec."""
         failures: list[CheckFailure] = []
         for key in ("scope_url", "name_prefix", "pool", "host", "stack"):
             v = news.get(key)
             if not is_unknown(v) and (not isinstance(v, str) or not v):
                 failures.append(CheckFailure(key, f"{key} is required"))
+        if news.get("docker_host") and not is_unknown(news.get("docker_host")):
+            for problem in validate_host_spec(news["docker_host"], news.get("ssh_options"), news.get("tls")):
+                failures.append(CheckFailure("docker_host", problem))
+        return failures
+
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        failures = self._base_check(news)
         labels = news.get("labels")
         if not is_unknown(labels):
             if not isinstance(labels, list) or not labels or len(labels) > 100:
@@ -183,14 +193,11 @@ class RunnerRegistrationProvider(ResourceProvider):
         dt = news.get("drain_timeout")
         if not is_unknown(dt) and (isinstance(dt, bool) or not isinstance(dt, (int, float)) or dt < 0):
             failures.append(CheckFailure("drain_timeout", "drain_timeout must be a number of seconds >= 0"))
-        if news.get("docker_host") and not is_unknown(news.get("docker_host")):
-            for problem in validate_host_spec(news["docker_host"], news.get("ssh_options"), news.get("tls")):
-                failures.append(CheckFailure("docker_host", problem))
         return CheckResult(news, failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        replaces = changed(olds, news, _REPLACE_KEYS)
-        updates = changed(olds, news, _INPUT_KEYS)
+        replaces = changed(olds, news, self.replace_keys)
+        updates = changed(olds, news, self.input_keys)
         return DiffResult(changes=bool(updates), replaces=replaces, delete_before_replace=False)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
