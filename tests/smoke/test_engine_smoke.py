@@ -41,3 +41,11 @@ def test_up_refresh_destroy_drive_a_real_container(stack):
     stack.destroy()
     with pytest.raises(docker.errors.NotFound):
         client.containers.get(name)
+
+
+def test_a_stack_without_any_config_runs(tmp_path):
+    """The language host hands an empty config to a stack that has none."""
+    stack = PulumiStack(Path(__file__).parent / "empty", tmp_path, "bare")
+    stack.up()
+    assert stack.outputs() == {"answer": 42}
+    stack.destroy()

@@ -152,11 +152,20 @@ func (h *host) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulumirpc.R
 			"the virtualenv %s has no python: run `make setup` (it creates it and installs requirements.txt)", venv)}, nil
 	}
 
-	config, err := json.Marshal(req.GetConfig())
+	// A stack without config sends nil, which would marshal to `null`; the SDK wants {} and [].
+	cfg := req.GetConfig()
+	if cfg == nil {
+		cfg = map[string]string{}
+	}
+	keys := req.GetConfigSecretKeys()
+	if keys == nil {
+		keys = []string{}
+	}
+	config, err := json.Marshal(cfg)
 	if err != nil {
 		return nil, err
 	}
-	secretKeys, err := json.Marshal(req.GetConfigSecretKeys())
+	secretKeys, err := json.Marshal(keys)
 	if err != nil {
 		return nil, err
 	}
