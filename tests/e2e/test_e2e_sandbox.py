@@ -46,7 +46,7 @@ def sandbox(program_stack, emulator):
 
 def test_1_up_brings_runners_online(sandbox, emulator):
     """`pulumi up` from empty: images built, manager running, 2 runners online."""
-    sandbox.up()
+    up_output = sandbox.up()
     prefix = f"{sandbox.stack}-cpu-local"
     wait_for(lambda: len(_online(emulator, prefix)) >= 2, "2 runners online", 180)
     outputs = sandbox.outputs()
@@ -58,6 +58,12 @@ def test_1_up_brings_runners_online(sandbox, emulator):
     assert summary["online"] == entry["slots"] == 2, summary
     assert summary["ready"] is True and summary["wait_seconds"] >= 0, summary
     assert emulator.admin_token not in sandbox.stored_text()
+    assert emulator.admin_token not in up_output
+    # The token reaches the manager as a file, not through its configuration: no container's
+    # `docker inspect` (the manager's or a runner's) shows it.
+    client = docker.from_env()
+    for container in _our_containers(sandbox.stack):
+        assert emulator.admin_token not in json.dumps(client.api.inspect_container(container.id)), container.name
 
 
 def test_2_each_job_runs_in_a_fresh_container(sandbox, emulator):
