@@ -224,6 +224,16 @@ class _Checker:
             return default
         return value
 
+    def unique_name(self, value: Any, path: str, kind: str, example: str, seen: set[str]) -> str | None:
+        """A host's or pool's name: required, short, and unique among its kind."""
+        name = self.string(value, path, f"give the {kind} a short name like {example}")
+        if name and not _NAME.match(name):
+            self.add(path, f"got {_show(name)}", "use 1-20 lowercase letters, digits or '-'")
+        if name in seen:
+            self.add(path, f"{kind} {name!r} is defined twice", f"give every {kind} a unique name")
+        seen.add(name or "")
+        return name
+
     def string(self, value: Any, path: str, fix: str, *, required: bool = True, default: str | None = None) -> str | None:
         if value is None:
             if required:
@@ -342,12 +352,7 @@ def _parse_hosts(c: _Checker, raw: Any, secret_keys: set[str]) -> list[HostConfi
         if h is None:
             continue
         c.unknown_keys(h, HOST_KEYS, hp)
-        name = c.string(h.get("name"), f"{hp}.name", "give the host a short name like gpu1")
-        if name and not _NAME.match(name):
-            c.add(f"{hp}.name", f"got {_show(name)}", "use 1-20 lowercase letters, digits or '-'")
-        if name in seen:
-            c.add(f"{hp}.name", f"host {name!r} is defined twice", "give every host a unique name")
-        seen.add(name or "")
+        name = c.unique_name(h.get("name"), f"{hp}.name", "host", "gpu1", seen)
         url = c.string(h.get("url"), f"{hp}.url",
                        "use unix:///var/run/docker.sock, ssh://user@host[:port] or tcp://host:2376")
         ssh_options = h.get("sshOptions") or []
@@ -488,12 +493,7 @@ def _parse_pools(c: _Checker, raw: Any, hosts: Sequence[HostConfig], github: Git
         if p is None:
             continue
         c.unknown_keys(p, POOL_KEYS, pp)
-        name = c.string(p.get("name"), f"{pp}.name", "give the pool a short name like cpu or gpu")
-        if name and not _NAME.match(name):
-            c.add(f"{pp}.name", f"got {_show(name)}", "use 1-20 lowercase letters, digits or '-'")
-        if name in seen:
-            c.add(f"{pp}.name", f"pool {name!r} is defined twice", "give every pool a unique name")
-        seen.add(name or "")
+        name = c.unique_name(p.get("name"), f"{pp}.name", "pool", "cpu or gpu", seen)
         ph = p.get("hosts")
         if ph is None:
             ph = host_names[:1]
