@@ -15,6 +15,23 @@ JIT_DIR = "/run/ghr"
 JIT_FILE = "jitconfig"
 RUNNER_UID = 1001
 RUNNER_GID = 1001
+RUNNER_HOME = "/home/runner"  # the runner's root folder and $HOME in the runner image
+RUNNER_STATE_DIR = "/run/ghr-state"  # where the image's .runner/.credentials* symlinks point
+
+# Hardened pools get a read-only root filesystem. Docker refuses put_archive on such a container
+# except into a volume, so the JIT handoff folder becomes an anonymous volume (removed with the
+# container: the manager removes runners with v=True). Everything the runner or a job writes gets
+# a fresh tmpfs (RAM, charged to the container's memory limit): target -> (size, options).
+# A pool volume with the same target replaces the default (for example a bigger _work).
+HARDENED_TMPFS: dict[str, tuple[str, str]] = {
+    "/tmp": ("1g", "mode=1777,exec"),
+    f"{RUNNER_HOME}/_work": ("4g", "mode=0755,exec"),
+    f"{RUNNER_HOME}/_diag": ("256m", "mode=0755"),
+    RUNNER_STATE_DIR: ("1m", "mode=0700"),
+    f"{RUNNER_HOME}/.cache": ("1g", "mode=0700,exec"),
+    f"{RUNNER_HOME}/.config": ("64m", "mode=0700"),
+    f"{RUNNER_HOME}/.local": ("1g", "mode=0700,exec"),
+}
 
 ROLE = "ghr.role"
 POOL = "ghr.pool"
@@ -71,6 +88,13 @@ def create_kwargs(spec: PoolSpec, *, slot: int, runner_name: str, runner_id: int
             mounts.append(Mount(target=vol.target, source=vol.source, type="bind", read_only=vol.read_only))
         else:  # volume, cache: named volumes
             mounts.append(Mount(target=vol.target, source=vol.source, type="volume", read_only=vol.read_only))
+    if c.hardened:
+        taken = {vol.target.rstrip("/") for vol in c.volumes}
+        for target, (size, options) in HARDENED_TMPFS.items():
+            if target not in taken:
+                owner = "" if target == "/tmp" else f",uid={RUNNER_UID},gid={RUNNER_GID}"
+                tmpfs[target] = f"{options}{owner},size={size}"
+        mounts.append(Mount(target=JIT_DIR, source=None, type="volume"))  # anonymous, see HARDENED_TMPFS
     kwargs: dict[str, Any] = {
         "image": spec.image,
         "name": runner_name,
@@ -81,6 +105,8 @@ def create_kwargs(spec: PoolSpec, *, slot: int, runner_name: str, runner_id: int
         "stop_signal": "SIGTERM",
         "init": False,  # the image runs tini as PID 1 itself
     }
+    if c.hardened:
+        kwargs["read_only"] = True
     if mounts:
         kwargs["mounts"] = mounts
     if tmpfs:

@@ -13,13 +13,23 @@
 # already used for this very job and deleted by GitHub when it ends.
 set -euo pipefail
 
+#
+# Hardened pools run this image with a read-only root filesystem. /run/ghr is then an anonymous
+# volume (Docker accepts archive writes to volumes of a read-only container, not to its rootfs),
+# and /run/ghr-state, where the image's .runner/.credentials/.credentials_rsaparams symlinks point,
+# is a tmpfs.
 jit_file=/run/ghr/jitconfig
+state_dir=/run/ghr-state
 runner_dir=${RUNNER_DIR:-/home/runner}
 
 log() { printf 'ghr-entrypoint: %s\n' "$*" >&2; }
 
 if [[ ! -s $jit_file ]]; then
   log "no JIT config at $jit_file: this image is started by the pool manager, which hands one in before start"
+  exit 1
+fi
+if [[ ! -w $state_dir ]]; then
+  log "$state_dir is not writable: the runner cannot save its configuration (a read-only root needs a tmpfs there)"
   exit 1
 fi
 ACTIONS_RUNNER_INPUT_JITCONFIG=$(<"$jit_file")
