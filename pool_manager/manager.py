@@ -161,7 +161,7 @@ class PoolManager:
 
     def _remove(self, box: _Box, outcome: str) -> None:
         try:
-            self._docker().api.remove_container(box.id, force=True, v=False)
+            self._docker().api.remove_container(box.id, force=True, v=True)  # v: a hardened runner's /run/ghr volume
         except NotFound:
             return
         except APIError as exc:
@@ -334,7 +334,7 @@ class PoolManager:
             # Undo: no container without a registration, no registration without a container.
             if container_id is not None:
                 try:
-                    self._docker().api.remove_container(container_id, force=True)
+                    self._docker().api.remove_container(container_id, force=True, v=True)
                 except DockerException:
                     pass
             try:
