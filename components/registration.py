@@ -282,7 +282,7 @@ class RunnerRegistrationProvider(ResourceProvider):
         with client_from_props(props, timeout=60) as dc:
             for c in dc.containers.list(all=True, filters=filters):
                 try:
-                    c.remove(force=True)
+                    c.remove(force=True, v=True)  # v: a hardened runner's handoff volume goes too
                 except docker.errors.NotFound:
                     pass
 

@@ -110,7 +110,7 @@ def new_spec(emulator: Any, docker_client: docker.DockerClient, runner_image: st
     gh = GitHubClient(parse_scope(f"{emulator.url}/acme"), PatAuth(emulator.admin_token), max_retries=0)
     for spec in made:
         for c in docker_client.api.containers(all=True, filters={"label": f"ghr.stack={spec['stack']}"}):
-            docker_client.api.remove_container(c["Id"], force=True)
+            docker_client.api.remove_container(c["Id"], force=True, v=True)
         emulator.clear_faults()
         for r in gh.list_runners():
             if r.name.startswith(spec["name_prefix"] + "-"):
