@@ -33,7 +33,8 @@ sys.path.insert(0, str(REPO / "tests" / "manager"))
 
 import docker  # noqa: E402
 
-from mgr_helpers import ProcessManager, make_spec, online_idle, pool_runners, wait_for  # noqa: E402
+from mgr_helpers import ProcessManager, make_spec, online_idle, pool_runners  # noqa: E402
+from tests._support.polling import wait_for  # noqa: E402
 
 MANAGER_ENDPOINTS = "/orgs/{org}/actions/runners"
 POLL = 0.01  # seconds between emulator polls while timing (bounded by each wait's deadline)

@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 
-from e2e_helpers import wait_for, write_stack_config  # noqa: E402
+from e2e_helpers import write_stack_config  # noqa: E402
+from tests._support.polling import wait_for  # noqa: E402
 from github_client import GitHubClient, PatAuth, parse_scope  # noqa: E402
 
 from components.docker._image import _context_tar  # noqa: E402
@@ -73,7 +74,7 @@ def baseline(emu, n: int, runner_args: dict[str, str]) -> tuple[float, float]:
         c.put_archive("/run/ghr", _jit_tar(jit.encoded_jit_config))
         c.start()
         containers.append(c)
-    wait_for(lambda: _online(emu, prefix) >= n, f"{n} bare runners online", 300, interval=0.2)
+    wait_for(lambda: _online(emu, prefix) >= n, 300, f"{n} bare runners online")
     t_up = time.monotonic() - t0
     t0 = time.monotonic()
     for c in containers:
@@ -126,7 +127,7 @@ def main() -> int:
             print(f"pulumi up until {n} runners online ...", flush=True)
             t0 = time.monotonic()
             stack.up()
-            wait_for(lambda: _online(emu, prefix) >= n, f"{n} runners online", 300, interval=0.2)
+            wait_for(lambda: _online(emu, prefix) >= n, 300, f"{n} runners online")
             t_up = time.monotonic() - t0
             t0 = time.monotonic()
             stack.preview()
@@ -135,7 +136,7 @@ def main() -> int:
             t0 = time.monotonic()
             stack.destroy()
             wait_for(lambda: not [r for r in emu.runners("acme") if r["name"].startswith(prefix)],
-                     "zero registrations", 120, interval=0.2)
+                     120, "zero registrations")
             t_down = time.monotonic() - t0
         finally:
             stack.destroy(check=False)

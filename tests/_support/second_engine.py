@@ -14,31 +14,23 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import docker
 
 from .certs import make_tls_material
+from .polling import free_port, wait_for
 
 API_VERSION = "1.41"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(predicate: Callable[[], bool], what: str, deadline_s: float, log: Path | None = None) -> None:
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
-    raise RuntimeError(f"{what} did not come up within {deadline_s:.0f}s\n{tail}")
+def wait_until(predicate: Callable[[], bool], what: str, deadline_s: float, log: Path) -> None:
+    """`wait_for`, with the tail of the daemon's log in the failure."""
+    try:
+        wait_for(predicate, deadline_s, what)
+    except AssertionError as exc:
+        raise RuntimeError(f"{exc}\n{log.read_text(errors='replace')[-3000:] if log.exists() else ''}") from None
 
 
 def _stop(proc: subprocess.Popen | None) -> None:

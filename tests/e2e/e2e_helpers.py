@@ -2,34 +2,12 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
 import yaml
 
+from tests._support.polling import free_port
 from tests._support.pulumi_cli import PulumiStack
-
-
-def wait_for(predicate: Callable[[], Any], what: str, timeout: float, interval: float = 0.5) -> Any:
-    """Poll `predicate` until it returns something truthy; fail with `what` at the deadline."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        last = predicate()
-        if last:
-            return last
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what} (last: {last!r})")
-        time.sleep(interval)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def write_stack_config(stack: PulumiStack, emu: Any, *, slots: int = 2, labels: list[str] | None = None,

@@ -7,7 +7,9 @@ from urllib.parse import urlparse
 import docker
 import pytest
 
-from e2e_helpers import wait_for, write_stack_config
+from e2e_helpers import write_stack_config
+
+from tests._support.polling import wait_for
 
 pytestmark = [pytest.mark.engine, pytest.mark.docker, pytest.mark.slow]
 
@@ -30,7 +32,7 @@ def test_fleet_on_a_remote_host(remote_engine, program_stack, emulator, transpor
     stack.up()
     prefix = f"{stack.stack}-cpu-far"
     wait_for(lambda: [r for r in emulator.runners("acme") if r["name"].startswith(prefix) and r["status"] == "online"],
-             "the remote runner online", 240)
+             240, "the remote runner online")
     remote = remote_engine.client()
     assert remote.containers.get(f"ghr-{stack.stack}-cpu-manager").status == "running"
     assert not docker.from_env().containers.list(all=True, filters={"label": f"ghr.stack={stack.stack}"})

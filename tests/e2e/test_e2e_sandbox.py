@@ -9,7 +9,9 @@ import docker
 import pytest
 import yaml
 
-from e2e_helpers import wait_for, write_stack_config
+from e2e_helpers import write_stack_config
+
+from tests._support.polling import wait_for
 
 pytestmark = [pytest.mark.engine, pytest.mark.docker, pytest.mark.slow]
 
@@ -48,7 +50,7 @@ def test_1_up_brings_runners_online(sandbox, emulator):
     """`pulumi up` from empty: images built, manager running, 2 runners online."""
     up_output = sandbox.up()
     prefix = f"{sandbox.stack}-cpu-local"
-    wait_for(lambda: len(_online(emulator, prefix)) >= 2, "2 runners online", 180)
+    wait_for(lambda: len(_online(emulator, prefix)) >= 2, 180, "2 runners online")
     outputs = sandbox.outputs()
     entry = outputs["pools"]["cpu"]["local"]
     assert entry["manager_container"]["state"] == "running"
@@ -77,7 +79,7 @@ def test_2_each_job_runs_in_a_fresh_container(sandbox, emulator):
 def test_3_refresh_shows_counts(sandbox, emulator):
     """`pulumi refresh` records online / busy / offline counts in the registration's state."""
     prefix = f"{sandbox.stack}-cpu-local"
-    wait_for(lambda: len(_online(emulator, prefix)) >= 2, "2 runners online again", 120)
+    wait_for(lambda: len(_online(emulator, prefix)) >= 2, 120, "2 runners online again")
     sandbox.refresh()
     outs = _registration_state(sandbox)
     assert outs["online"] >= 2 and outs["busy"] == 0 and outs["total"] >= 2
@@ -93,8 +95,8 @@ def test_4_slots_and_label_change_is_applied_in_place(sandbox, emulator):
     prefix = f"{sandbox.stack}-cpu-local"
     before = _manager(sandbox.stack)
     gated = emulator.enqueue_job("acme", ["self-hosted", "e2e"], GATED, timeout=300)
-    runner = wait_for(lambda: emulator.job(gated)["runner_name"], "the gated job to be taken", 60)
-    wait_for(lambda: emulator.job(gated)["status"] == "in_progress", "the gated job to start", 60)
+    runner = wait_for(lambda: emulator.job(gated)["runner_name"], 60, "the gated job to be taken")
+    wait_for(lambda: emulator.job(gated)["status"] == "in_progress", 60, "the gated job to start")
     (job_box,) = docker.from_env().containers.list(filters={"label": f"ghr.runner-name={runner}"})
     # Same pool entry (its metricsPort too: a new port is a key the manager cannot reload).
     doc = yaml.safe_load((sandbox.dir / f"Pulumi.{sandbox.stack}.yaml").read_text())
@@ -113,7 +115,7 @@ def test_4_slots_and_label_change_is_applied_in_place(sandbox, emulator):
     result = emulator.wait_job(gated, timeout=120)
     assert result["conclusion"] == "success" and "released" in result["output"], result["output"]
     online = wait_for(lambda: (lambda o: o if len(o) >= 3 else None)(_online(emulator, prefix)),
-                      "3 runners online", 180)
+                      180, "3 runners online")
     assert all("e2e-new" in [lb["name"] if isinstance(lb, dict) else lb for lb in r["labels"]] for r in online)
     job = emulator.wait_job(emulator.enqueue_job("acme", ["e2e-new"], FRESH, timeout=120), timeout=180)
     assert job["conclusion"] == "success"

@@ -6,40 +6,20 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import docker
 import requests
 
+from tests._support.polling import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 BASE_IMAGE = "ghr-base:bookworm"
 T = TypeVar("T")
-
-
-def wait_for(condition: Callable[[], T], timeout: float, what: str, interval: float = 0.2) -> T:
-    """Poll `condition` until it returns something truthy; fail with `what` after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        last = condition()
-        if last:
-            return last
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
-        time.sleep(interval)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def make_spec(emulator: Any, image: str, *, pool: str = "cpu", slots: int = 1, labels: list[str] | None = None,

@@ -12,7 +12,9 @@ from typing import Any
 import docker
 import pytest
 
-from mgr_helpers import InProcessManager, make_spec, online_idle, pool_containers, wait_for
+from mgr_helpers import InProcessManager, make_spec, online_idle, pool_containers
+
+from tests._support.polling import wait_for
 
 from pool_manager import _containers as C
 from pool_manager import load_spec

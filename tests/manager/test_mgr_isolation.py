@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
-from mgr_helpers import InProcessManager, ProcessManager, online_idle, pool_containers, pool_runners, wait_for
+from mgr_helpers import InProcessManager, ProcessManager, online_idle, pool_containers, pool_runners
+
+from tests._support.polling import wait_for
 
 LOOK_AROUND = r"""
 echo "uid=$(id -u) user=$(id -un)"

@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mgr_helpers import InProcessManager, ProcessManager, online_idle, pool_containers, pool_runners, wait_for
+from mgr_helpers import InProcessManager, ProcessManager, online_idle, pool_containers, pool_runners
+
+from tests._support.polling import wait_for
 
 GATED = "for i in $(seq 1200); do [ -e /tmp/go ] && break; sleep 0.1; done; [ -e /tmp/go ] && echo released"
 MANAGER_ENDPOINTS = "/orgs/{org}/actions/runners"

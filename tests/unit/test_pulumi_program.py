@@ -50,6 +50,13 @@ def test_resource_graph_per_pool_and_host(mocks):
     return fleet.pools.apply(check)
 
 
+def _uploads(inputs: dict) -> list[dict]:
+    uploads = inputs["uploads"]
+    if isinstance(uploads, dict) and SECRET_SIG in uploads.values():
+        uploads = uploads["value"]  # the mock monitor hands secrets over still wrapped
+    return uploads
+
+
 @pulumi.runtime.test
 def test_manager_depends_on_registration(mocks):
     """The manager container depends on its registration: created after it, destroyed before the sweep."""
@@ -76,10 +83,7 @@ def test_manager_container_settings(mocks):
         assert inputs["restart_policy"] == "always"
         assert inputs["labels"]["ghr.role"] == "manager"
         assert {"type": "bind", "source": "/var/run/docker.sock", "target": "/var/run/docker.sock"} in inputs["mounts"]
-        uploads = inputs["uploads"]
-        if isinstance(uploads, dict) and SECRET_SIG in uploads.values():
-            uploads = uploads["value"]  # the mock monitor hands secrets over still wrapped
-        files = {u["path"]: u for u in uploads}
+        files = {u["path"]: u for u in _uploads(inputs)}
         spec = json.loads(files["/etc/ghr/pool.json"]["content"])
         assert spec["name_prefix"] == "unit-cpu-local" and spec["image"] == "sha256:fleet-cpu-local-image-runner"
         assert files["/etc/ghr/credentials.json"]["mode"] == 0o400
@@ -100,9 +104,7 @@ def test_manager_takes_spec_and_credentials_in_place(mocks):
     def check(_):
         (manager,) = mocks.of_type("dynamic/docker:Container")
         inputs = manager.inputs
-        uploads = inputs["uploads"]
-        if isinstance(uploads, dict) and SECRET_SIG in uploads.values():
-            uploads = uploads["value"]
+        uploads = _uploads(inputs)
         assert inputs["reload_signal"] == "SIGHUP"
         assert [u["reloadable"] for u in uploads] == [True, True]
         spec = json.loads({u["path"]: u for u in uploads}["/etc/ghr/pool.json"]["content"])

@@ -159,21 +159,6 @@ def test_image_diff_rebuilds_on_context_change():
 
 # ---- RunnerRegistration against the emulator --------------------------------------------------
 
-@pytest.fixture
-def emu():
-    from emulator import Emulator
-
-    with Emulator() as e:
-        yield e
-
-
-@pytest.fixture
-def gh(emu):
-    from github_client import GitHubClient, PatAuth, parse_scope
-
-    return GitHubClient(parse_scope(f"{emu.url}/acme"), PatAuth(emu.admin_token), max_retries=0)
-
-
 def test_create_proves_access_with_one_call_and_resolves_group(emu):
     """create makes one access call and resolves the named runner group; outputs carry no token."""
     gid = emu.add_runner_group("acme", "ci")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import json
 import socket
-import time
 import uuid
 from typing import Any
 
@@ -25,6 +24,7 @@ from components import Fleet, parse_config
 from components.config import ConfigError
 from components.readiness import PoolNotReady, RunnerPoolReadyProvider, ready_runners, spec_hash
 from components.registration import CredentialsMissing
+from tests._support.polling import wait_for
 from unit_helpers import TOKEN, base
 
 PREFIX = "unit-cpu-local"
@@ -176,21 +176,6 @@ def test_spec_hash_is_stable():
 
 # ---- the wait against the emulator ----------------------------------------------------------
 
-@pytest.fixture
-def emu():
-    from emulator import Emulator
-
-    with Emulator() as e:
-        yield e
-
-
-@pytest.fixture
-def gh(emu):
-    from github_client import GitHubClient, PatAuth, parse_scope
-
-    return GitHubClient(parse_scope(f"{emu.url}/acme"), PatAuth(emu.admin_token), max_retries=0)
-
-
 def _online(emu: Any, gh: Any, name: str, labels: list[str] = LABELS) -> None:
     """Register `name` (JIT) and open its listener session, as a started runner does: it shows online."""
     jit = gh.generate_jitconfig(name, labels)
@@ -249,14 +234,6 @@ def test_refresh_recounts(emu, gh):
     assert (outs["online"], outs["total"], outs["ready"], outs["wait_seconds"]) == (0, 0, False, 4.2)
 
 
-def _wait_until(cond: Any, what: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(0.1)
-
-
 @pytest.fixture
 def talking_container():
     """A stand-in manager on the local Docker engine that logs why it cannot start runners."""
@@ -276,7 +253,7 @@ def talking_container():
 @pytest.mark.docker
 def test_timeout_names_pool_host_counts_and_manager_log(emu, gh, talking_container, monkeypatch):
     """At the deadline: pool, host, N of M online, and the manager's last log lines from its host."""
-    _wait_until(lambda: b"runner_start_failed" in talking_container.logs(), "the manager's log line", 30)
+    wait_for(lambda: b"runner_start_failed" in talking_container.logs(), 30, "the manager's log line", interval=0.1)
     _online(emu, gh, f"{PREFIX}-0-aaaaaa")
     monkeypatch.setattr("components.readiness.POLL_INITIAL", 0.01)
     props = _props(f"{emu.url}/acme", ready_timeout=0.2, manager_container=talking_container.name,
