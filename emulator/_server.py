@@ -32,6 +32,16 @@ MAX_BODY = 16 << 20
 MAX_LATENCY = 30.0
 
 
+def _json_body(raw: bytes) -> Any:
+    """A request body as JSON (None when empty); GitHub's 400 when it does not parse."""
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise ApiError(400, "Problems parsing JSON", DOCS) from exc
+
+
 @dataclass
 class Faults:
     """Injected misbehaviour for /api/v3 requests whose `METHOD template` contains `match` (all when None)."""
@@ -311,12 +321,7 @@ class Handler(BaseHTTPRequestHandler):
         version = self.headers.get("X-GitHub-Api-Version")
         if version is not None and version not in API_VERSIONS:
             raise ApiError(400, f"API version {version} is not supported.", DOCS)
-        body: Any = None
-        if raw:
-            try:
-                body = json.loads(raw)
-            except ValueError as exc:
-                raise ApiError(400, "Problems parsing JSON", DOCS) from exc
+        body = _json_body(raw)
         principal: Principal | None = None
         headers: dict[str, str] = {"X-GitHub-Api-Version-Selected": version or "2022-11-28",
                                    "X-GitHub-Media-Type": "github.v3; format=json"}
@@ -400,12 +405,7 @@ class Handler(BaseHTTPRequestHandler):
         entry["endpoint"] = f"{method} {route.template}"
         if route.template == "/_emulator/requests":
             entry["_skip_log"] = True  # reading the log must not change it
-        body: Any = None
-        if raw:
-            try:
-                body = json.loads(raw)
-            except ValueError as exc:
-                raise ApiError(400, "Problems parsing JSON", DOCS) from exc
+        body = _json_body(raw)
         ctx = Ctx(self, params, query, body, None, self._base_url())
         auth = self.headers.get("Authorization") or ""
         token = auth.split(None, 1)[1].strip() if len(auth.split(None, 1)) == 2 else ""
