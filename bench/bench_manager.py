@@ -32,8 +32,8 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests" / "manager"))
 
 import docker  # noqa: E402
-
 from mgr_helpers import ProcessManager, make_spec, online_idle, pool_runners  # noqa: E402
+
 from tests._support.polling import wait_for  # noqa: E402
 
 MANAGER_ENDPOINTS = "/orgs/{org}/actions/runners"
@@ -176,10 +176,10 @@ def main() -> int:
     parser.add_argument("--idle-window", type=float, default=60.0, help="seconds to measure idle cost over")
     args = parser.parse_args()
 
+    from mgr_helpers import ensure_runner_image
+
     from emulator import Emulator
     from github_client import GitHubClient, PatAuth, parse_scope
-
-    from mgr_helpers import ensure_runner_image
 
     client = docker.from_env(timeout=120)
     tmp = Path(tempfile.mkdtemp(prefix="ghr-bench-"))

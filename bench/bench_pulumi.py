@@ -30,11 +30,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 
 from e2e_helpers import write_stack_config  # noqa: E402
-from tests._support.polling import wait_for  # noqa: E402
-from github_client import GitHubClient, PatAuth, parse_scope  # noqa: E402
 
 from components.docker._image import _context_tar  # noqa: E402
 from components.image import MANAGER_CONTEXT, MANAGER_DOCKERFILE, RUNNER_CONTEXT, RUNNER_DOCKERFILE  # noqa: E402
+from github_client import GitHubClient, PatAuth, parse_scope  # noqa: E402
+from tests._support.polling import wait_for  # noqa: E402
 from tests._support.pulumi_cli import PulumiStack  # noqa: E402
 
 

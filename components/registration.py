@@ -25,7 +25,7 @@ import os
 import re
 import time
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, NotRequired, TypedDict
 
 import pulumi
@@ -292,7 +292,7 @@ def runner_version_warnings(client: Any, version: str, *, now: datetime | None =
     """Warnings for a runner version GitHub will soon refuse (deprecation endpoint)."""
     from github_client import GitHubError, NotFound
 
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     try:
         dep = client.runner_deprecation(version)
     except NotFound:

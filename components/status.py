@@ -119,7 +119,7 @@ def render(status: Mapping[str, Any]) -> str:
                       str(row["online"]), str(row["busy"]), str(row["idle"]), str(row["offline"])))
     widths = [max(len(r[i]) for r in table) for i in range(len(head))]
     for r in table:
-        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip())
     for row in status["pools"]:
         if row["runners"]:
             lines.append(f"\n{row['pool']}@{row['host']} runners:")

@@ -9,10 +9,10 @@ from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
+from . import _tarball
 from ._auth import ALL_PAT_SCOPES, Credentials, Principal, fingerprint
 from ._server import Faults, Handler, RequestLog, Server
 from ._state import Options, State
-from . import _tarball
 
 log = logging.getLogger("emulator")
 

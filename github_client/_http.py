@@ -10,7 +10,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -247,7 +247,7 @@ class Transport:
 
             rate_wait = self._rate_limit_wait(resp, message, attempt)
             if rate_wait is not None:
-                retry_at = datetime.fromtimestamp(self.clock() + rate_wait, tz=timezone.utc)
+                retry_at = datetime.fromtimestamp(self.clock() + rate_wait, tz=UTC)
                 if attempt > self.max_retries or waited + rate_wait > self.max_wait:
                     raise RateLimited(
                         f"GitHub rate limit on {method} {path}: GitHub asks to wait {rate_wait:.0f} s "
@@ -319,7 +319,7 @@ class Transport:
         delay = blocked_until - self.clock()
         if delay <= 0:
             return waited
-        retry_at = datetime.fromtimestamp(blocked_until, tz=timezone.utc)
+        retry_at = datetime.fromtimestamp(blocked_until, tz=UTC)
         if waited + delay > self.max_wait:
             raise RateLimited(
                 f"GitHub's rate limit for these credentials is spent until {retry_at:%Y-%m-%dT%H:%M:%SZ} "

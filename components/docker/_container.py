@@ -58,7 +58,7 @@ def _uploads_change(olds: Mapping[str, Any], news: Mapping[str, Any]) -> str | N
     if not news.get("reload_signal") or not isinstance(new, list) or not isinstance(old, list) \
             or len(old) != len(new):
         return "replace"
-    for o, n in zip(old, new):
+    for o, n in zip(old, new, strict=False):
         if not isinstance(o, dict) or not isinstance(n, dict):
             return "replace"
         if {k: v for k, v in o.items() if k != "content"} != {k: v for k, v in n.items() if k != "content"}:
@@ -277,7 +277,7 @@ class DockerContainerProvider(ResourceProvider):
         import docker.errors
 
         name = news.get("name") or id_[:12]
-        files = [n for o, n in zip(plain(olds.get("uploads") or []), plain(news.get("uploads") or [])) if o != n]
+        files = [n for o, n in zip(plain(olds.get("uploads") or []), plain(news.get("uploads") or []), strict=False) if o != n]
         sig = _signal_name(news.get("reload_signal")) or "SIGHUP"
         with client_from_props(news, timeout=60) as client:
             try:

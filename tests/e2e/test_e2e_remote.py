@@ -6,7 +6,6 @@ from urllib.parse import urlparse
 
 import docker
 import pytest
-
 from e2e_helpers import write_stack_config
 
 from tests._support.polling import wait_for

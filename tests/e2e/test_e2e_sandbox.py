@@ -8,7 +8,6 @@ from typing import Any
 import docker
 import pytest
 import yaml
-
 from e2e_helpers import write_stack_config
 
 from tests._support.polling import wait_for

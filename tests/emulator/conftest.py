@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
+from emu_helpers import HTTP_TIMEOUT, Api
 
 from emulator import Emulator
-
-from emu_helpers import HTTP_TIMEOUT, Api
 
 
 @pytest.fixture

@@ -8,10 +8,9 @@ import jwt
 import pytest
 import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
+from emu_helpers import Api, app_jwt, public_pem
 
 from emulator import Emulator
-
-from emu_helpers import Api, app_jwt, public_pem
 
 SCOPE_NEEDS = [
     ("/repos/acme/widgets/actions", "repo"),

@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
+from emu_helpers import Api, app_jwt, public_pem, wait_for
 
 from emulator import Emulator
-
-from emu_helpers import Api, app_jwt, public_pem, wait_for
 
 
 def _session(emu: Emulator, api: Api, scope_prefix: str, name: str, labels: list[str]) -> tuple[object, str]:

@@ -6,10 +6,9 @@ import time
 
 import pytest
 import requests
+from emu_helpers import Api
 
 from emulator import Emulator
-
-from emu_helpers import Api
 
 
 def test_rate_limit_headers_count_down_per_token(api: Api, emu: Emulator) -> None:

@@ -14,13 +14,12 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+from emu_helpers import Api, app_jwt, public_pem
 from openapi_schema_validator import OAS30ReadValidator, oas30_format_checker
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
 from emulator import Emulator
-
-from emu_helpers import Api, app_jwt, public_pem
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = Path(os.environ.get("GHR_OPENAPI_DIR", ROOT / ".cache" / "openapi")) / "23.0.2" / "ghec.json"

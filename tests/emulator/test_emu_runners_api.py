@@ -9,10 +9,9 @@ import json
 
 import pytest
 import requests
+from emu_helpers import Api
 
 from emulator import Emulator
-
-from emu_helpers import Api
 
 PREFIXES = {
     "repo": "/repos/acme/widgets/actions",

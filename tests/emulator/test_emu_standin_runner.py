@@ -11,10 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from emu_helpers import Api, wait_for
 
 from emulator import Emulator
-
-from emu_helpers import Api, wait_for
 
 RUN_TIMEOUT = 60
 

@@ -7,6 +7,7 @@ important paths against the real emulator.
 from __future__ import annotations
 
 import threading
+from datetime import UTC
 from typing import Any
 
 import pytest
@@ -409,10 +410,10 @@ def test_app_looks_up_installation_and_caches_token(
 
 def test_app_token_refreshed_before_expiry(session: ScriptedSession, clock: FakeClock, private_key_pem: str) -> None:
     """A cached installation token is replaced shortly before it expires."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     counts: dict[str, int] = {}
-    expires = datetime.fromtimestamp(clock.now + 3600, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    expires = datetime.fromtimestamp(clock.now + 3600, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     session.handler = app_handler(counts, expires=expires)
     client = make(session, clock, auth=AppAuth(1, private_key_pem, installation_id=42))
     client.list_runners()

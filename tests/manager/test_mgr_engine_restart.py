@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from mgr_helpers import ProcessManager, online_idle, pool_runners
+
 from tests._support.polling import wait_for
 from tests._support.second_engine import SecondEngine, missing_prerequisites
 

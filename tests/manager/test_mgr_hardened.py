@@ -11,13 +11,11 @@ from typing import Any
 
 import docker
 import pytest
-
 from mgr_helpers import InProcessManager, make_spec, online_idle, pool_containers
-
-from tests._support.polling import wait_for
 
 from pool_manager import _containers as C
 from pool_manager import load_spec
+from tests._support.polling import wait_for
 
 # Prints one `key=value` line per check; the second job in the slot reports what it finds of the first.
 PROBE = r"""

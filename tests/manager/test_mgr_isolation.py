@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from mgr_helpers import InProcessManager, ProcessManager, online_idle, pool_containers, pool_runners
 
 from tests._support.polling import wait_for

@@ -72,7 +72,6 @@ def test_jit_archive_is_private_to_the_runner_user() -> None:
 def test_log_lines_are_key_value_and_redacted(caplog: pytest.LogCaptureFixture) -> None:
     """One event per line as key=value; registered secrets never appear."""
     from github_client import register_secret
-
     from pool_manager._log import event
 
     register_secret("ghp_neverlogged789")

@@ -1,6 +1,5 @@
 import pulumi
 import pytest
-
 from unit_helpers import FleetMocks, RecordingMonitor
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import glob
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
+from unit_helpers import FAKE_PEM_CERT, FAKE_PEM_KEY, ROOT, TOKEN, base, load_stack_yaml
 
 from components.config import ConfigError, parse_config, pool_spec
-from unit_helpers import FAKE_PEM_CERT, FAKE_PEM_KEY, ROOT, TOKEN, base, load_stack_yaml
 
 STACK_FILES = sorted(glob.glob(os.path.join(ROOT, "examples", "*.yaml"))) + [os.path.join(ROOT, "Pulumi.sandbox.yaml")]
 

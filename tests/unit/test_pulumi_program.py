@@ -8,9 +8,9 @@ import runpy
 
 import pulumi
 import pytest
+from unit_helpers import FAKE_PEM_CERT, FAKE_PEM_KEY, ROOT, SECRET_SIG, TOKEN, base
 
 from components import Fleet, parse_config
-from unit_helpers import FAKE_PEM_CERT, FAKE_PEM_KEY, ROOT, SECRET_SIG, TOKEN, base
 
 
 def _fleet(raw=None, secrets=("ghr:github", "ghr:hosts")) -> Fleet:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import socket
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
@@ -14,6 +14,7 @@ import pytest
 from pulumi.dynamic import ConfigureRequest
 from pulumi.dynamic.config import Config
 from pulumi.dynamic.dynamic import serialize_provider
+from unit_helpers import TOKEN
 
 from components.docker import DockerContainerProvider, DockerImageProvider
 from components.registration import (
@@ -22,7 +23,6 @@ from components.registration import (
     RunnerRegistrationProvider,
     runner_version_warnings,
 )
-from unit_helpers import TOKEN
 
 PREFIX = "unit-cpu-local"
 
@@ -278,7 +278,7 @@ def test_runner_version_warnings():
     """A deprecation date within a week, or past, produces a warning that says what to do."""
     from github_client import RunnerDeprecation
 
-    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
 
     class C:
         def __init__(self, when):
@@ -297,12 +297,11 @@ def test_runner_version_warnings():
 
 def test_preflight_warns_from_the_deprecation_endpoint():
     """At preview, a runner version GitHub will refuse within days produces a warning."""
-    from emulator import Emulator
-
     from components.config import GitHubConfig
     from components.preflight import runner_version_warnings_for
+    from emulator import Emulator
 
-    soon = (datetime.now(timezone.utc) + timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    soon = (datetime.now(UTC) + timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
     with Emulator(deprecations={"2.335.1": (soon, None)}) as emu:
         gh = GitHubConfig(scope_url=f"{emu.url}/acme", api_url=None, auth="pat", token=emu.admin_token)
         warnings = runner_version_warnings_for(gh, ["2.335.1", "2.337.0"])

@@ -19,13 +19,13 @@ import requests
 from pulumi.dynamic import ConfigureRequest
 from pulumi.dynamic.config import Config
 from pulumi.dynamic.dynamic import serialize_provider
+from unit_helpers import TOKEN, base
 
 from components import Fleet, parse_config
 from components.config import ConfigError
 from components.readiness import PoolNotReady, RunnerPoolReadyProvider, ready_runners, spec_hash
 from components.registration import CredentialsMissing
 from tests._support.polling import wait_for
-from unit_helpers import TOKEN, base
 
 PREFIX = "unit-cpu-local"
 LABELS = ["self-hosted", "linux"]
