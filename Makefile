@@ -4,12 +4,13 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 PY := .venv/bin/python
 
-.PHONY: help setup test demo demo-down bench emulator status clean-cache
+.PHONY: help setup lint test demo demo-down bench emulator status clean-cache
 
 help:
 	@echo "make demo       sandbox stack on the local Docker engine against the GitHub emulator"
 	@echo "make demo-down  destroy the sandbox stack and stop its emulator"
-	@echo "make test       every test suite on the real Pulumi and Docker engines"
+	@echo "make test       make lint, then every test suite on the real Pulumi and Docker engines"
+	@echo "make lint       ruff, mypy (strict) and shellcheck; fails on any finding"
 	@echo "make bench      benchmarks (ratios to baselines measured in the same run)"
 	@echo "make emulator   run the GitHub emulator standalone"
 	@echo "make status     fleet status of a stack (STACK=sandbox)"
@@ -18,7 +19,11 @@ help:
 setup:
 	@toolchain/setup.sh
 
-test: setup
+lint: setup
+	@toolchain/lint.sh
+
+# Lint first: a finding fails the run before the long suites start.
+test: setup lint
 	@toolchain/test.sh $(PYTEST_ARGS)
 
 demo: setup

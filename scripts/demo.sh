@@ -48,6 +48,7 @@ case "${1:-up}" in
     "$PY" scripts/wait_for.py runners --api "http://127.0.0.1:$PORT/api/v3" --scope acme --token "$TOKEN" \
       --prefix "$STACK-" --count "$(pulumi config get --path 'ghr:pools[0].slots' -s "$STACK")" --timeout 180
     log "running a sample job (labels self-hosted, sandbox)"
+    # shellcheck disable=SC2016 # the script expands inside the job, not here
     "$PY" scripts/wait_for.py job --url "http://127.0.0.1:$PORT" --scope acme --token "$TOKEN" \
       --labels self-hosted,sandbox --timeout 180 \
       --script 'echo "hello from $(hostname) as $(id -un)"; ls -A ~/ | head -5; test ! -e /tmp/left-behind && touch /tmp/left-behind && echo "fresh container: nothing left behind by an earlier job"'

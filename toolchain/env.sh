@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Source this file (`. toolchain/env.sh`) for the project's offline Pulumi environment:
 # the pinned CLI on PATH, a file backend (no account), no update check, no plugin downloads.
 # The sandbox passphrase is a fixed, public value: it protects nothing but the emulator's token.

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for the setup scripts: timed steps and failures that name the step and the fix.
 _step_name=""; _step_t0=0
 log() { printf '[setup] %s\n' "$*" >&2; }

@@ -2,7 +2,7 @@
 # `make test`: every suite, on the real engines. Extra arguments go to pytest.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-cd "$(dirname "$here")"
+cd "$(dirname "$here")" || exit 1
 . "$here/env.sh" || { echo "[test] FAILED: toolchain environment. Fix: run make setup" >&2; exit 1; }
 .venv/bin/python -m pytest -p no:cacheprovider -ra "${@:-tests}"
 rc=$?

@@ -41,7 +41,7 @@ if ! (cd "$tmp" && timeout 600 npm pack --loglevel=error --ignore-scripts --fetc
 check network access to the registry (or npm's proxy/registry settings) and retry"
 fi
 
-tarball="$(ls "$tmp"/*.tgz 2>/dev/null | head -n 1)"
+tarball="$(find "$tmp" -maxdepth 1 -name "*.tgz" | head -n 1)"
 [[ -n "$tarball" ]] || die "npm pack produced no tarball"
 if [[ "$version" == "$PINNED_VERSION" ]]; then
   actual="$(sha1sum "$tarball" | cut -d' ' -f1)"
