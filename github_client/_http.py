@@ -167,10 +167,10 @@ class Transport:
                 f"refusing to send credentials to {urlsplit(url).netloc}: not the API host of this client"
             )
         path = urlsplit(url).path
+        call_started = self.clock()
         waited = 0.0
         attempt = 0
         refreshed = False
-        last_error: GitHubError | None = None
         while True:
             attempt += 1
             waited = self._wait_for_primary_reset(waited, method, path)
@@ -189,17 +189,29 @@ class Transport:
             except (requests.ConnectionError, requests.Timeout) as exc:
                 duration = time.monotonic() - started
                 error_name = type(exc).__name__
-                self._emit(RequestEvent(kind, method, path, None, attempt, duration, error_name))
-                last_error = GitHubUnavailable(
-                    f"GitHub API at {self.api_url} did not answer {method} {path} ({error_name}) "
-                    f"after {attempt} attempt(s); check the network, the API URL and GitHub's status",
-                    method=method,
-                    path=path,
-                    attempts=attempt,
+                self._emit(
+                    RequestEvent(
+                        kind,
+                        method,
+                        path,
+                        None,
+                        attempt,
+                        duration,
+                        error_name,
+                        fault="connection",
+                        elapsed=self._elapsed(call_started, duration),
+                    )
                 )
                 delay = self._backoff(attempt)
-                if attempt > self.max_retries or waited + delay > self.max_wait:
-                    raise last_error from None
+                cap = self._cap_hit(attempt, waited, delay)
+                if cap is not None:
+                    raise GitHubUnavailable(
+                        f"GitHub API at {self.api_url} did not answer {method} {path} ({error_name}) "
+                        f"after {attempt} attempt(s); check the network, the API URL and GitHub's status; {cap}",
+                        method=method,
+                        path=path,
+                        attempts=attempt,
+                    ) from None
                 log.warning(
                     "event=github_retry kind=%s method=%s path=%s attempt=%d reason=%s delay=%.2f",
                     kind,
@@ -214,7 +226,20 @@ class Transport:
                 continue
 
             duration = time.monotonic() - started
-            self._emit(RequestEvent(kind, method, path, resp.status_code, attempt, duration))
+            status = resp.status_code
+            message, doc_url = _github_message(resp) if status >= 300 else (None, None)
+            self._emit(
+                RequestEvent(
+                    kind,
+                    method,
+                    path,
+                    status,
+                    attempt,
+                    duration,
+                    fault=_fault_of(resp, message),
+                    elapsed=self._elapsed(call_started, duration),
+                )
+            )
             log.debug(
                 "event=github_request kind=%s method=%s path=%s status=%d attempt=%d duration_ms=%d",
                 kind,
@@ -225,11 +250,9 @@ class Transport:
                 duration * 1000,
             )
             self._note_rate_limit(resp)
-            status = resp.status_code
             if 200 <= status < 300:
                 return Response(status, resp.headers, _decode(resp), attempt)
 
-            message, doc_url = _github_message(resp)
             request_id = resp.headers.get("x-github-request-id")
             meta: dict[str, Any] = dict(
                 status=status,
@@ -248,12 +271,22 @@ class Transport:
             rate_wait = self._rate_limit_wait(resp, message, attempt)
             if rate_wait is not None:
                 retry_at = datetime.fromtimestamp(self.clock() + rate_wait, tz=UTC)
-                if attempt > self.max_retries or waited + rate_wait > self.max_wait:
+                until = f"{retry_at:%Y-%m-%dT%H:%M:%SZ}"
+                said = message or "rate limited"
+                if attempt > self.max_retries:
+                    raise RateLimited(
+                        f"GitHub rate limit on {method} {path}: gave up after {attempt} attempts "
+                        f"(max_retries={self.max_retries}); GitHub asks to wait {rate_wait:.0f} s more "
+                        f"(until {until}); retry later, raise max_retries, or spread calls out ({said})",
+                        retry_at=retry_at,
+                        **meta,
+                    )
+                if waited + rate_wait > self.max_wait:
                     raise RateLimited(
                         f"GitHub rate limit on {method} {path}: GitHub asks to wait {rate_wait:.0f} s "
-                        f"(until {retry_at:%Y-%m-%dT%H:%M:%SZ}), more than this client may wait "
+                        f"(until {until}), more than this client may wait "
                         f"(max_wait={self.max_wait:.0f} s, {waited:.0f} s already waited); retry later, "
-                        f"raise max_wait, or spread calls out ({message or 'rate limited'})",
+                        f"raise max_wait, or spread calls out ({said})",
                         retry_at=retry_at,
                         **meta,
                     )
@@ -270,14 +303,14 @@ class Transport:
                 continue
 
             if status >= 500:
-                last_error = ServerError(
-                    f"GitHub answered {status} to {method} {path} after {attempt} attempt(s): "
-                    f"{message or 'server error'}; GitHub may be degraded, retry later",
-                    **meta,
-                )
                 delay = _retry_after(resp, self.clock) or self._backoff(attempt)
-                if attempt > self.max_retries or waited + delay > self.max_wait:
-                    raise last_error
+                cap = self._cap_hit(attempt, waited, delay)
+                if cap is not None:
+                    raise ServerError(
+                        f"GitHub answered {status} to {method} {path} after {attempt} attempt(s): "
+                        f"{message or 'server error'}; GitHub may be degraded, retry later; {cap}",
+                        **meta,
+                    )
                 log.warning(
                     "event=github_retry kind=%s method=%s path=%s attempt=%d reason=%d delay=%.2f",
                     kind,
@@ -301,6 +334,21 @@ class Transport:
             raise _error_for(status, method, path, message, meta, (hints or {}).get(status))
 
     # -- rate limits and backoff --------------------------------------------------------
+
+    def _elapsed(self, call_started: float, duration: float) -> float:
+        """Seconds since the call began (its waits included), at least this attempt's duration."""
+        return max(self.clock() - call_started, duration)
+
+    def _cap_hit(self, attempt: int, waited: float, delay: float) -> str | None:
+        """Which retry bound stops the call before waiting ``delay`` more, or None."""
+        if attempt > self.max_retries:
+            return f"gave up after {attempt} attempts (max_retries={self.max_retries})"
+        if waited + delay > self.max_wait:
+            return (
+                f"gave up: the next retry in {delay:.1f} s would exceed max_wait={self.max_wait:.0f} s "
+                f"({waited:.1f} s already waited)"
+            )
+        return None
 
     def _backoff(self, attempt: int) -> float:
         ceiling = min(BACKOFF_CAP, BACKOFF_BASE * (2.0 ** (attempt - 1)))
@@ -351,6 +399,23 @@ class Transport:
             # Secondary limit without retry-after: at least a minute, doubling.
             return SECONDARY_MIN_WAIT * (2.0 ** (attempt - 1))
         return None
+
+
+def _fault_of(resp: requests.Response, message: str | None) -> str | None:
+    """The fault kind an answer states (see :class:`RequestEvent`), or None."""
+    status = resp.status_code
+    if status >= 500:
+        return "5xx"
+    if status not in (403, 429):
+        return None
+    lowered = (message or "").lower()
+    if "secondary rate limit" in lowered:
+        return "secondary"
+    if resp.headers.get("x-ratelimit-remaining") == "0":
+        return "primary"
+    if status == 429 or "retry-after" in resp.headers or "rate limit" in lowered:
+        return "secondary"
+    return None
 
 
 def _decode(resp: requests.Response) -> Any:

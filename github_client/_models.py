@@ -132,9 +132,30 @@ class Access:
     rate_limit_remaining: int | None = None
 
 
+#: Fault kinds a :class:`RequestEvent` may carry, as the answer itself says them.
+FAULT_KINDS = ("secondary", "primary", "5xx", "connection")
+
+
 @dataclass(frozen=True)
 class RequestEvent:
-    """One HTTP attempt, handed to the ``on_request`` hook (no secrets in it)."""
+    """One HTTP attempt, handed to the ``on_request`` hook (no secrets in it).
+
+    One event per attempt, so retries the client absorbs are visible to the hook.
+
+    ``kind``: the client call (``registration_token``, ``list_runners`` ...).
+    ``method``, ``path``: the request (paths carry no secret).
+    ``status``: the HTTP status, None when no answer came back (connection failure).
+    ``attempt``: 1 for the first attempt of a call, 2 for its first retry, and so on;
+    ``retry`` is ``attempt > 1``.
+    ``duration``: seconds this attempt took (request sent to answer or failure).
+    ``error``: the exception class name of a connection failure, else None.
+    ``fault``: what went wrong, where the answer says it: ``"secondary"`` (a secondary
+    rate limit: 403/429 with retry-after or GitHub's secondary-limit message),
+    ``"primary"`` (the primary rate limit, ``x-ratelimit-remaining: 0``), ``"5xx"``,
+    ``"connection"`` (no answer: refused, reset, timeout); None otherwise (success or
+    an ordinary 4xx).
+    ``elapsed``: seconds since the call began, this attempt and earlier waits included.
+    """
 
     kind: str
     method: str
@@ -143,3 +164,10 @@ class RequestEvent:
     attempt: int
     duration: float
     error: str | None = None
+    fault: str | None = None
+    elapsed: float = 0.0
+
+    @property
+    def retry(self) -> bool:
+        """True when this attempt repeats an earlier one of the same call."""
+        return self.attempt > 1

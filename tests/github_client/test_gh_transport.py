@@ -165,6 +165,68 @@ def test_rate_limit_beyond_max_wait_raises(session: ScriptedSession, clock: Fake
     assert "max_wait" in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("script", "kwargs", "error", "names", "not_names"),
+    [
+        pytest.param(
+            [(429, {"message": "You have exceeded a secondary rate limit"}, {"retry-after": "1"})] * 3,
+            {"max_retries": 2, "max_wait": 30},
+            RateLimited,
+            "gave up after 3 attempts (max_retries=2)",
+            "max_wait",
+            id="rate-limit-attempts",
+        ),
+        pytest.param(
+            [(429, {"message": "You have exceeded a secondary rate limit"}, {"retry-after": "20"})] * 3,
+            {"max_retries": 5, "max_wait": 30},
+            RateLimited,
+            "more than this client may wait (max_wait=30 s, 20 s already waited)",
+            "max_retries",
+            id="rate-limit-wait",
+        ),
+        pytest.param(
+            [(500, {"message": "oops"}, {})] * 3,
+            {"max_retries": 2, "max_wait": 30},
+            ServerError,
+            "gave up after 3 attempts (max_retries=2)",
+            "max_wait",
+            id="5xx-attempts",
+        ),
+        pytest.param(
+            [(503, None, {"retry-after": "20"})] * 3,
+            {"max_retries": 5, "max_wait": 30},
+            ServerError,
+            "would exceed max_wait=30 s (20.0 s already waited)",
+            "max_retries",
+            id="5xx-wait",
+        ),
+        pytest.param(
+            [requests.ConnectionError("reset")] * 3,
+            {"max_retries": 2, "max_wait": 30},
+            GitHubUnavailable,
+            "gave up after 3 attempts (max_retries=2)",
+            "max_wait",
+            id="connection-attempts",
+        ),
+    ],
+)
+def test_give_up_message_names_the_cap_hit(
+    session: ScriptedSession,
+    clock: FakeClock,
+    script: list[Any],
+    kwargs: dict[str, Any],
+    error: type[GitHubError],
+    names: str,
+    not_names: str,
+) -> None:
+    """When retries stop, the message names the bound that stopped them (attempts or wait), not the other."""
+    session.script = list(script)
+    with pytest.raises(error) as info:
+        make(session, clock, **kwargs).list_runners()
+    assert names in str(info.value)
+    assert not_names not in str(info.value)
+
+
 def test_spent_limit_delays_next_call(session: ScriptedSession, clock: FakeClock) -> None:
     """A success with remaining 0 makes the next call wait for the reset instead of failing."""
     reset = int(clock.now) + 10
@@ -309,6 +371,52 @@ def test_call_counter_and_hook(session: ScriptedSession, clock: FakeClock) -> No
         ("list_runners", 200, 1),
     ]
     assert PAT not in repr(events)
+
+
+@pytest.mark.parametrize(
+    ("first", "status", "fault"),
+    [
+        pytest.param((500, {"message": "oops"}, {}), 500, "5xx", id="5xx"),
+        pytest.param(requests.ConnectionError("reset"), None, "connection", id="connection"),
+        pytest.param(
+            (403, {"message": "You have exceeded a secondary rate limit."}, {"retry-after": "3"}),
+            403,
+            "secondary",
+            id="secondary-403",
+        ),
+        pytest.param((429, {"message": "slow down"}, {"retry-after": "3"}), 429, "secondary", id="secondary-429"),
+        pytest.param(
+            (403, {"message": "API rate limit exceeded"}, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": "0"}),
+            403,
+            "primary",
+            id="primary",
+        ),
+    ],
+)
+def test_events_show_absorbed_faults(
+    session: ScriptedSession, clock: FakeClock, first: Any, status: int | None, fault: str
+) -> None:
+    """A fault the client retries past still yields its own event: status, fault kind, attempt, elapsed."""
+    events: list[RequestEvent] = []
+    session.script = [first, TOKEN]
+    make(session, clock, on_request=events.append).registration_token()
+    failed, ok = events
+    assert (failed.status, failed.fault, failed.attempt, failed.retry) == (status, fault, 1, False)
+    assert (ok.status, ok.fault, ok.attempt, ok.retry) == (201, None, 2, True)
+    assert ok.elapsed >= sum(clock.sleeps) > 0
+    assert failed.elapsed < ok.elapsed
+
+
+def test_ordinary_4xx_event_has_no_fault(session: ScriptedSession, clock: FakeClock) -> None:
+    """A 404 or a 403 that is not a rate limit is an answer, not a fault."""
+    events: list[RequestEvent] = []
+    session.script = [(404, {"message": "Not Found"}, {}), (403, {"message": "Must have admin rights"}, {})]
+    client = make(session, clock, on_request=events.append)
+    with pytest.raises(NotFound):
+        client.get_runner(1)
+    with pytest.raises(PermissionDenied):
+        client.get_runner(1)
+    assert [(e.status, e.fault, e.attempt) for e in events] == [(404, None, 1), (403, None, 1)]
 
 
 def test_failing_hook_does_not_break_calls(session: ScriptedSession, clock: FakeClock) -> None:
