@@ -15,6 +15,7 @@ import jwt
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from ._errors import APP_DOCS, DOCS, ApiError
+from ._state import iso
 
 ALL_PAT_SCOPES = frozenset({"repo", "admin:org", "manage_runners:enterprise", "admin:enterprise", "workflow"})
 # What the runner endpoints ask of each principal, by scope kind.
@@ -240,7 +241,6 @@ class Credentials:
         expires = self.now() + self.installation_token_ttl
         with self.lock:
             self.install_tokens[token] = _InstallToken(installation_id, expires, perms)
-        from ._state import iso
         return {"token": token, "expires_at": iso(expires), "permissions": perms, "repository_selection": "all"}
 
     # ---- primary rate limit -------------------------------------------------------------

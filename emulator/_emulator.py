@@ -11,7 +11,9 @@ from typing import Any
 
 from . import _tarball
 from ._auth import ALL_PAT_SCOPES, Credentials, Principal, fingerprint
-from ._server import Faults, Handler, RequestLog, Server
+from ._contract import FaultDecision, Faults, RequestLog
+from ._routes import build_routes
+from ._server import Server
 from ._state import Options, State
 
 log = logging.getLogger("emulator")
@@ -57,10 +59,7 @@ class Emulator:
     def start(self) -> Emulator:
         if self._server is not None:
             return self
-        from ._routes import build_routes
-
-        Handler.routes = build_routes()
-        self._server = Server((self.host, self._port), self)
+        self._server = Server((self.host, self._port), self, build_routes())
         self._stop.clear()
         serve = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                  name="emulator-http", daemon=True)
@@ -196,6 +195,11 @@ class Emulator:
     def faults_snapshot(self) -> Faults:
         with self._faults_lock:
             return dataclasses.replace(self._faults)
+
+    def decide_fault(self, endpoint: str) -> FaultDecision:
+        """The faults for one API request to `endpoint` (`METHOD template`), decided and consumed at once."""
+        with self._faults_lock:
+            return self._faults.decide(endpoint)
 
     def take_fault(self, name: str) -> bool:
         """Consume one unit of a counted fault (errors, secondary, drop); True when it fires."""

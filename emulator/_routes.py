@@ -5,20 +5,52 @@ from __future__ import annotations
 
 import re
 from dataclasses import fields
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from typing import Any
+from urllib.parse import urlencode, urlsplit
 
+from ._contract import Ctx, EmulatorApi, Faults, Reply, Route
 from ._errors import APP_DOCS, DOCS, RUNNER_DOCS, ApiError, not_found, unprocessable
-from ._server import PREFIXES, Ctx, Faults, Reply, Route, _compile, paginate
-from ._state import MIN_RUNNER_VERSION, RUNNER_VERSION, _version_tuple, parse_scope, scope_kind
+from ._state import MIN_RUNNER_VERSION, RUNNER_VERSION, _version_tuple, iso, parse_scope, scope_kind
 from ._tarball import ARCHES, filename_for
 
-if TYPE_CHECKING:
-    from ._emulator import Emulator
+PREFIXES = {"repo": "/repos/{owner}/{repo}/actions", "org": "/orgs/{org}/actions",
+            "enterprise": "/enterprises/{enterprise}/actions"}
 
 
-def _emu(ctx: Ctx) -> Emulator:
-    return ctx.h.server.emulator
+def _compile(template: str) -> re.Pattern[str]:
+    pattern = re.sub(r"\\\{(\w+)\\\}", lambda m: f"(?P<{m.group(1)}>[^/]+)", re.escape(template))
+    return re.compile(f"^{pattern}$")
+
+
+def paginate(ctx: Ctx, items: list[Any]) -> tuple[list[Any], dict[str, str]]:
+    """GitHub's per_page/page slicing and its Link header (first/prev/next/last as they apply)."""
+    try:
+        per_page = int(ctx.q("per_page") or 30)
+        page = int(ctx.q("page") or 1)
+    except ValueError:
+        per_page, page = 30, 1
+    per_page = 30 if per_page < 1 else min(per_page, 100)
+    page = max(page, 1)
+    last = max(1, -(-len(items) // per_page))
+    chunk = items[(page - 1) * per_page: page * per_page]
+    path = urlsplit(ctx.path).path
+    other = {k: v[0] for k, v in ctx.query.items() if k not in ("page", "per_page")}
+
+    def url(p: int) -> str:
+        return f"{ctx.base_url}{path}?{urlencode({**other, 'per_page': per_page, 'page': p})}"
+
+    links = []
+    if page > 1:
+        links += [f'<{url(min(page - 1, last))}>; rel="prev"']
+    if page < last:
+        links += [f'<{url(page + 1)}>; rel="next"', f'<{url(last)}>; rel="last"']
+    if page > 1:
+        links += [f'<{url(1)}>; rel="first"']
+    return chunk, ({"Link": ", ".join(links)} if links else {})
+
+
+def _emu(ctx: Ctx) -> EmulatorApi:
+    return ctx.emu
 
 
 def _runner_id(ctx: Ctx) -> int:
@@ -36,17 +68,12 @@ def _scope(ctx: Ctx) -> str:
 # ---- runner endpoints (repo / org / enterprise) ------------------------------------------
 def registration_token(ctx: Ctx) -> Reply:
     token, exp = _emu(ctx).state.create_token("registration", _scope(ctx))
-    return Reply(201, {"token": token, "expires_at": _iso(exp)})
+    return Reply(201, {"token": token, "expires_at": iso(exp)})
 
 
 def remove_token(ctx: Ctx) -> Reply:
     token, exp = _emu(ctx).state.create_token("remove", _scope(ctx))
-    return Reply(201, {"token": token, "expires_at": _iso(exp)})
-
-
-def _iso(ts: float) -> str:
-    from ._state import iso
-    return iso(ts)
+    return Reply(201, {"token": token, "expires_at": iso(exp)})
 
 
 def generate_jitconfig(ctx: Ctx) -> Reply:
@@ -207,7 +234,7 @@ def _scope_from_url(url: Any) -> str:
 
 def runner_registration(ctx: Ctx) -> Reply:
     """`POST {api}/actions/runner-registration` with `RemoteAuth <registration or remove token>`."""
-    parts = (ctx.h.headers.get("Authorization") or "").split(None, 1)
+    parts = (ctx.headers.get("Authorization") or "").split(None, 1)
     if len(parts) != 2 or parts[0].lower() != "remoteauth":
         raise ApiError(401, "Bad credentials", DOCS)
     body = ctx.json_body()

@@ -4,23 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import secrets
-import threading
 import time
-from collections import Counter, deque
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, unquote, urlencode, urlsplit
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from ._auth import APP_PERMISSION_FOR, PAT_SCOPE_FOR, Principal, bad_credentials
+from ._contract import Ctx, EmulatorApi, Reply, Route
 from ._errors import APP_DOCS, DOCS, RUNNER_DOCS, ApiError, not_found
 from ._state import iso, scope_kind
-
-if TYPE_CHECKING:
-    from ._emulator import Emulator
 
 log = logging.getLogger("emulator")
 
@@ -29,7 +22,6 @@ SECONDARY_MESSAGE = ("You have exceeded a secondary rate limit. Please wait a fe
                      "If you reach out to GitHub Support for help, please include the request ID {rid}.")
 RATE_DOCS = "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"
 MAX_BODY = 16 << 20
-MAX_LATENCY = 30.0
 
 
 def _json_body(raw: bytes) -> Any:
@@ -42,100 +34,6 @@ def _json_body(raw: bytes) -> Any:
         raise ApiError(400, "Problems parsing JSON", DOCS) from exc
 
 
-@dataclass
-class Faults:
-    """Injected misbehaviour for /api/v3 requests whose `METHOD template` contains `match` (all when None)."""
-
-    errors: int = 0  # the next N matching requests answer error_status
-    error_status: int = 502
-    secondary: int = 0  # the next N matching requests hit a secondary rate limit
-    secondary_status: int = 403
-    retry_after: int | None = 60
-    latency: float = 0.0  # seconds added to every matching request
-    drop: int = 0  # the next N matching requests: socket closed without an answer
-    exhaust: bool = False  # primary limit reads as exhausted for every principal
-    primary_status: int = 403
-    match: str | None = None
-
-    def as_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-class RequestLog:
-    def __init__(self, maxlen: int = 5000) -> None:
-        self.lock = threading.Lock()
-        self.entries: deque[dict[str, Any]] = deque(maxlen=maxlen)
-        self.counts: Counter[str] = Counter()
-        self.generation = 0  # bumped by reset: requests still in flight then are not counted
-
-    def add(self, entry: dict[str, Any], generation: int) -> None:
-        with self.lock:
-            if generation != self.generation:
-                return
-            self.entries.append(entry)
-            self.counts[entry["endpoint"]] += 1
-
-    def snapshot(self) -> dict[str, Any]:
-        with self.lock:
-            return {"counts": dict(self.counts), "log": list(self.entries)}
-
-    def reset(self) -> None:
-        with self.lock:
-            self.entries.clear()
-            self.counts.clear()
-            self.generation += 1
-
-
-@dataclass
-class Ctx:
-    h: Handler
-    params: dict[str, str]
-    query: dict[str, list[str]]
-    body: Any
-    principal: Principal | None
-    base_url: str
-    scope: str | None = None
-
-    def q(self, name: str) -> str | None:
-        v = self.query.get(name)
-        return v[0] if v else None
-
-    def json_body(self) -> dict[str, Any]:
-        if not isinstance(self.body, dict):
-            raise ApiError(400, "Problems parsing JSON", DOCS)
-        return self.body
-
-
-@dataclass
-class Reply:
-    status: int
-    body: Any = None
-    headers: dict[str, str] = field(default_factory=dict)
-    raw: bytes | None = None
-    content_type: str = "application/json; charset=utf-8"
-
-
-Handler_t = Callable[[Ctx], Reply]
-
-
-@dataclass
-class Route:
-    method: str
-    template: str
-    regex: re.Pattern[str]
-    fn: Handler_t
-    auth: str  # runners | jwt | remote | runner_admin | ratelimit | control | runner | public
-
-
-def _compile(template: str) -> re.Pattern[str]:
-    pattern = re.sub(r"\\\{(\w+)\\\}", lambda m: f"(?P<{m.group(1)}>[^/]+)", re.escape(template))
-    return re.compile(f"^{pattern}$")
-
-
-PREFIXES = {"repo": "/repos/{owner}/{repo}/actions", "org": "/orgs/{org}/actions",
-            "enterprise": "/enterprises/{enterprise}/actions"}
-
-
 def _scope_of(params: dict[str, str]) -> str | None:
     if "enterprise" in params:
         return f"enterprises/{params['enterprise']}"
@@ -144,39 +42,13 @@ def _scope_of(params: dict[str, str]) -> str | None:
     return params.get("org")
 
 
-def paginate(ctx: Ctx, items: list[Any]) -> tuple[list[Any], dict[str, str]]:
-    """GitHub's per_page/page slicing and its Link header (first/prev/next/last as they apply)."""
-    try:
-        per_page = int(ctx.q("per_page") or 30)
-        page = int(ctx.q("page") or 1)
-    except ValueError:
-        per_page, page = 30, 1
-    per_page = 30 if per_page < 1 else min(per_page, 100)
-    page = max(page, 1)
-    last = max(1, -(-len(items) // per_page))
-    chunk = items[(page - 1) * per_page: page * per_page]
-    path = urlsplit(ctx.h.path).path
-    other = {k: v[0] for k, v in ctx.query.items() if k not in ("page", "per_page")}
-
-    def url(p: int) -> str:
-        return f"{ctx.base_url}{path}?{urlencode({**other, 'per_page': per_page, 'page': p})}"
-
-    links = []
-    if page > 1:
-        links += [f'<{url(min(page - 1, last))}>; rel="prev"']
-    if page < last:
-        links += [f'<{url(page + 1)}>; rel="next"', f'<{url(last)}>; rel="last"']
-    if page > 1:
-        links += [f'<{url(1)}>; rel="first"']
-    return chunk, ({"Link": ", ".join(links)} if links else {})
-
-
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, addr: tuple[str, int], emulator: Emulator) -> None:
+    def __init__(self, addr: tuple[str, int], emulator: EmulatorApi, routes: list[Route]) -> None:
         self.emulator = emulator
+        self.routes = routes  # the table from _routes.build_routes
         super().__init__(addr, Handler)
 
 
@@ -186,9 +58,6 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "GitHub.com"
     timeout = 120  # idle keep-alive connections give their thread back
     disable_nagle_algorithm = True  # small JSON answers: no 40 ms Nagle/delayed-ACK stalls
-
-    # Route table is built once by the Emulator (see _routes.py).
-    routes: list[Route] = []
 
     def version_string(self) -> str:
         return self.server_version
@@ -280,7 +149,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _match(self, method: str, path: str, internal: bool) -> tuple[Route, dict[str, str]] | None:
         path_known = False
-        for r in self.routes:
+        for r in self.server.routes:
             if r.template.startswith("/_emulator/") != internal:
                 continue
             m = r.regex.match(path)
@@ -302,18 +171,18 @@ class Handler(BaseHTTPRequestHandler):
             raise not_found()
         route, params = found
         entry["endpoint"] = f"{method} {route.template}"
-        faults = emu.faults_snapshot()
-        hit = faults.match is None or faults.match in entry["endpoint"]
-        if hit and faults.latency > 0:
-            time.sleep(min(faults.latency, MAX_LATENCY))
-        if hit and emu.take_fault("drop"):
+        # One decision per request, taken now: faults changed while it is in flight do not touch it.
+        fault = emu.decide_fault(entry["endpoint"])
+        if fault.latency > 0:
+            time.sleep(fault.latency)
+        if fault.kind == "drop":
             entry["fault"] = "drop"
             return None
-        if hit and emu.take_fault("errors"):
+        if fault.kind == "error":
             entry["fault"] = "error"
-            msg = {502: "Server Error", 503: "Service Unavailable", 504: "Gateway Timeout"}.get(
-                faults.error_status, "Server Error")
-            return Reply(faults.error_status, {"message": msg, "documentation_url": DOCS})
+            status = fault.status or 502
+            msg = {502: "Server Error", 503: "Service Unavailable", 504: "Gateway Timeout"}.get(status, "Server Error")
+            return Reply(status, {"message": msg, "documentation_url": DOCS})
         if not self.headers.get("User-Agent"):
             raise ApiError(403, "Request forbidden by administrative rules. Please make sure your request has a "
                            "User-Agent header (https://docs.github.com/rest/overview/resources-in-the-rest-api"
@@ -334,14 +203,14 @@ class Handler(BaseHTTPRequestHandler):
                 raise bad_credentials()
             if principal.kind == "pat":
                 headers["X-OAuth-Scopes"] = ", ".join(sorted(principal.scopes))
-        ctx = Ctx(self, params, query, body, principal, self._base_url(), _scope_of(params))
+        ctx = Ctx(emu, self.path, self.headers, params, query, body, principal, self._base_url(), _scope_of(params))
         try:
             if principal is not None and route.auth != "ratelimit":
                 headers.update(emu.creds.consume(principal))
-            if hit and emu.take_fault("secondary"):
+            if fault.kind == "secondary":
                 entry["fault"] = "secondary"
-                extra = {"retry-after": str(faults.retry_after)} if faults.retry_after is not None else {}
-                raise ApiError(faults.secondary_status, SECONDARY_MESSAGE.format(rid=entry["request_id"]),
+                extra = {"retry-after": str(fault.retry_after)} if fault.retry_after is not None else {}
+                raise ApiError(fault.status or 403, SECONDARY_MESSAGE.format(rid=entry["request_id"]),
                                RATE_DOCS + "#about-secondary-rate-limits", headers=extra)
             self._authorize(route, ctx, method, headers)
             reply = route.fn(ctx)
@@ -406,7 +275,7 @@ class Handler(BaseHTTPRequestHandler):
         if route.template == "/_emulator/requests":
             entry["_skip_log"] = True  # reading the log must not change it
         body = _json_body(raw)
-        ctx = Ctx(self, params, query, body, None, self._base_url())
+        ctx = Ctx(emu, self.path, self.headers, params, query, body, None, self._base_url())
         auth = self.headers.get("Authorization") or ""
         token = auth.split(None, 1)[1].strip() if len(auth.split(None, 1)) == 2 else ""
         if route.auth == "control":

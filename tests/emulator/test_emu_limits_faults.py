@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -76,6 +77,22 @@ def test_latency_is_added(api: Api, emu: Emulator) -> None:
     started = time.monotonic()
     assert api.get("/orgs/acme/actions/runners").status_code == 200
     assert time.monotonic() - started >= 0.3
+
+
+def test_fault_decision_is_taken_when_the_request_arrives(api: Api, emu: Emulator) -> None:
+    """Faults set while a request is in flight do not touch it; the next request gets them, as set."""
+    emu.set_faults(latency=2)
+    slow = Api(emu, emu.admin_token)
+    with ThreadPoolExecutor(1) as pool:
+        in_flight = pool.submit(slow.get, "/orgs/acme/actions/runners")
+        time.sleep(0.5)
+        emu.set_faults(secondary=1, secondary_status=429, retry_after=1)
+        answered = in_flight.result(timeout=10)
+    slow.s.close()
+    assert answered.status_code == 200 and "retry-after" not in answered.headers
+    r = api.get("/orgs/acme/actions/runners")
+    assert r.status_code == 429 and r.headers["retry-after"] == "1"
+    assert api.get("/orgs/acme/actions/runners").status_code == 200
 
 
 def test_dropped_connection(api: Api, emu: Emulator) -> None:
