@@ -16,10 +16,12 @@ run once the manager has started:
 - ``delete`` does nothing: it observes, it owns nothing. The GitHub-side lifecycle (label
   changes, the delete sweep) stays with :class:`~components.registration.RunnerRegistration`.
 
-Credentials and GitHub clients are those of RunnerRegistration: this provider subclasses
-:class:`~components.registration.RunnerRegistrationProvider` for ``configure`` (``ghr:github``),
-the environment fallback, the client factory, the prefix filter and the counts - and never
-pickles a credential (``__getstate__`` is inherited). Every CRUD method is its own.
+Credentials and GitHub clients are those of RunnerRegistration, through the same plain functions
+(:mod:`components._github`: ``configure`` of ``ghr:github``, the environment fallback, the client,
+the prefix filter and the counts; :mod:`components._provider`: the shared check and diff). It does
+not inherit from the registration provider, and never pickles a credential. Up to this change it was a
+subclass of ``RunnerRegistrationProvider``; its pickled form was and is an empty state, so stacks
+deployed before unpickle into this class unchanged.
 """
 
 from __future__ import annotations
@@ -30,11 +32,23 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NotRequired, TypedDict
 
 import pulumi
-from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, ReadResult, Resource, UpdateResult
+from pulumi.dynamic import (
+    CheckFailure,
+    CheckResult,
+    ConfigureRequest,
+    CreateResult,
+    DiffResult,
+    ReadResult,
+    Resource,
+    ResourceProvider,
+    UpdateResult,
+)
 
-from .docker._common import host_desc, is_unknown
-from .docker._connection import client_from_props
-from .registration import RunnerRegistrationProvider
+from github_client import GitHubClient, GitHubUnavailable, RateLimited, Runner, ServerError
+
+from . import _github
+from ._provider import diff_result, host_desc, is_unknown, pool_check
+from .docker import client_from_props
 
 DEFAULT_READY_TIMEOUT = 180
 POLL_INITIAL = 1.0  # seconds between GitHub polls: starts here, grows by half each time ...
@@ -58,28 +72,49 @@ def spec_hash(spec_json: str) -> str:
     return hashlib.sha256(spec_json.encode()).hexdigest()
 
 
-def ready_runners(runners: Sequence[Any], labels: Sequence[str]) -> list[Any]:
+def ready_runners(runners: Sequence[Runner], labels: Sequence[str]) -> list[Runner]:
     """Online runners that carry every label of the pool (case-insensitive, as GitHub matches)."""
     want = {str(x).casefold() for x in labels}
     return [r for r in runners if r.status == "online" and want <= {str(x).casefold() for x in r.labels}]
 
 
-class RunnerPoolReadyProvider(RunnerRegistrationProvider):
-    """Dynamic provider for RunnerPoolReady: waits for and counts a pool's online runners."""
+class RunnerPoolReadyProvider(ResourceProvider):
+    """Dynamic provider for RunnerPoolReady: waits for and counts a pool's online runners.
 
-    input_keys = _INPUT_KEYS
-    replace_keys = _REPLACE_KEYS
+    Pickled into each stack's state by reference (``components.readiness.RunnerPoolReadyProvider``):
+    keep the class at this path. Configured credentials are process-local and never pickled.
+    """
+
+    serialize_as_secret_always = False  # nothing secret is captured: the provider pickles to a class reference
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {}
+
+    def __setstate__(self, state: object) -> None:
+        pass  # older versions (a RunnerRegistrationProvider subclass) pickled nothing either
+
+    def configure(self, req: ConfigureRequest) -> None:
+        _github.configure(self.__dict__, req)
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def _count(self, client: Any, props: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
-        runners = self._pool_runners(client, props["name_prefix"])
-        return self._summary(runners), len(ready_runners(runners, props.get("labels") or []))
+    def _credentials(self) -> Mapping[str, Any]:
+        return _github.credentials(self.__dict__, "RunnerPoolReady")
+
+    def _client(self, props: Mapping[str, Any], *, timeout: float = 10.0, max_retries: int = 3) -> GitHubClient:
+        return _github.pool_client(self._credentials(), props, timeout=timeout, max_retries=max_retries)
+
+    _pool_runners = staticmethod(_github.pool_runners)
+
+    def _count(self, client: GitHubClient, props: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
+        runners = _github.pool_runners(client, props["name_prefix"])
+        return _github.summary(runners), len(ready_runners(runners, props.get("labels") or []))
 
     def _wait(self, props: Mapping[str, Any]) -> dict[str, Any]:
         """Counts once, then (ready_timeout > 0) polls until ``slots`` runners are online or time runs out."""
-        from github_client import GitHubUnavailable, RateLimited, ServerError
-
         slots = int(props["slots"])
         timeout = float(props.get("ready_timeout") or 0)
         started = time.monotonic()
@@ -154,7 +189,7 @@ class RunnerPoolReadyProvider(RunnerRegistrationProvider):
     # -- CRUD --------------------------------------------------------------------------------
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        failures = self._base_check(news)
+        failures = pool_check(news)
         slots = news.get("slots")
         if not is_unknown(slots) and (isinstance(slots, bool) or not isinstance(slots, (int, float))
                                       or slots < 1 or int(slots) != slots):
@@ -167,6 +202,9 @@ class RunnerPoolReadyProvider(RunnerRegistrationProvider):
         if not is_unknown(rt) and (isinstance(rt, bool) or not isinstance(rt, (int, float)) or rt < 0):
             failures.append(CheckFailure("ready_timeout", "ready_timeout must be a number of seconds >= 0"))
         return CheckResult(news, failures)
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        return diff_result(olds, news, _INPUT_KEYS, _REPLACE_KEYS)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         outs = self._wait(props)

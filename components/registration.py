@@ -14,19 +14,17 @@
 Credentials never enter the resource's inputs, outputs or the pickled provider: they come
 from the stack config through :meth:`RunnerRegistrationProvider.configure` (``ghr:github``)
 or, failing that, from the environment (``GHR_GITHUB_TOKEN`` or ``GHR_GITHUB_APP_ID`` +
-``GHR_GITHUB_APP_PRIVATE_KEY`` [+ ``GHR_GITHUB_APP_INSTALLATION_ID``]). HTTP clients are
-built inside each method, with timeouts and bounded retries.
+``GHR_GITHUB_APP_PRIVATE_KEY`` [+ ``GHR_GITHUB_APP_INSTALLATION_ID``]), and become a client
+through :func:`github_client.client_from_credentials` (see :mod:`components._github`, shared with
+RunnerPoolReady). HTTP clients are built inside each method, with timeouts and bounded retries.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import re
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, NotRequired, TypedDict
+from typing import Any, NotRequired, Protocol, TypedDict
 
 import pulumi
 from pulumi.dynamic import (
@@ -41,11 +39,24 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-from .docker._common import changed, is_unknown
-from .docker._connection import client_from_props, validate_host_spec
+from github_client import (
+    CredentialsMissing,
+    GitHubClient,
+    GitHubError,
+    InvalidInput,
+    NotFound,
+    Runner,
+    RunnerDeprecation,
+    Unprocessable,
+    credentials_from_env,
+)
+
+from . import _github
+from ._github import STALE_LIST_MAX, name_pattern
+from ._provider import changed, diff_result, is_unknown, pool_check
+from .docker import client_from_props
 
 POLL_INTERVAL = 2.0
-STALE_LIST_MAX = 20
 _INPUT_KEYS = (
     "scope_url", "api_url", "name_prefix", "labels", "runner_group", "drain_timeout", "pool", "host", "stack",
     "docker_host", "ssh_options", "tls",
@@ -53,137 +64,55 @@ _INPUT_KEYS = (
 _REPLACE_KEYS = ("scope_url", "api_url", "name_prefix")
 
 
-class CredentialsMissing(RuntimeError):
-    """No GitHub credentials reached the provider (stack config or environment)."""
-
-
 class DrainTimeout(RuntimeError):
     """Busy runners were still running jobs when the drain timeout ran out."""
 
 
-def _load_github(value: Any) -> dict[str, Any] | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            return None
-    if not isinstance(value, Mapping):
-        return None
-    return {(re.sub(r"_([a-z])", lambda m: m.group(1).upper(), k) if isinstance(k, str) else k): v
-            for k, v in value.items()}
-
-
-def credentials_from_env(env: Mapping[str, str] | None = None) -> dict[str, Any] | None:
-    env = os.environ if env is None else env
-    if env.get("GHR_GITHUB_TOKEN"):
-        return {"token": env["GHR_GITHUB_TOKEN"]}
-    if env.get("GHR_GITHUB_APP_ID") and env.get("GHR_GITHUB_APP_PRIVATE_KEY"):
-        inst = env.get("GHR_GITHUB_APP_INSTALLATION_ID")
-        return {"appId": env["GHR_GITHUB_APP_ID"], "privateKey": env["GHR_GITHUB_APP_PRIVATE_KEY"],
-                "installationId": int(inst) if inst else None}
-    return None
-
-
-def name_pattern(prefix: str) -> re.Pattern[str]:
-    """Runner names of one pool on one host: ``<prefix>-<slot>-<random6>``."""
-    return re.compile(rf"^{re.escape(prefix)}-\d+-[a-z0-9]{{6}}$")
-
-
 class RunnerRegistrationProvider(ResourceProvider):
-    """Dynamic provider for RunnerRegistration. Holds only what ``configure`` gave it."""
+    """Dynamic provider for RunnerRegistration. Holds only what ``configure`` gave it.
+
+    Pickled into each stack's state by reference (``components.registration.RunnerRegistrationProvider``):
+    keep the class at this path. Configured credentials are process-local and never pickled: the
+    provider is pickled at construction, before configure runs, and this keeps it that way.
+    """
 
     serialize_as_secret_always = False  # nothing secret is captured: the provider pickles to a class reference
-    input_keys: tuple[str, ...] = _INPUT_KEYS
-    replace_keys: tuple[str, ...] = _REPLACE_KEYS
 
     def __init__(self) -> None:
         super().__init__()
 
-    # Configured credentials are process-local: never pickled (the provider is pickled
-    # into state at construction, before configure runs, and this keeps it that way).
     def __getstate__(self) -> dict[str, Any]:
         return {}
 
-    def __setstate__(self, state: Mapping[str, Any]) -> None:  # noqa: ARG002
-        pass
+    def __setstate__(self, state: object) -> None:
+        pass  # whatever an older version pickled (nothing, so far) is not needed: configure() runs again
 
     def configure(self, req: ConfigureRequest) -> None:
-        github = _load_github(req.config.get("ghr:github"))
-        if github is not None and (github.get("token") or github.get("privateKey")):
-            self.__dict__["_github"] = github
+        _github.configure(self.__dict__, req)
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def _credentials(self) -> dict[str, Any]:
-        creds = self.__dict__.get("_github") or credentials_from_env()
-        if not creds:
-            raise CredentialsMissing(
-                "no GitHub credentials reached the RunnerRegistration provider: set ghr:github.token "
-                "(pulumi config set --secret --path ghr:github.token <PAT>) or ghr:github.appId + "
-                "ghr:github.privateKey, or export GHR_GITHUB_TOKEN"
-            )
-        return creds
+    def _credentials(self) -> Mapping[str, Any]:
+        return _github.credentials(self.__dict__, "RunnerRegistration")
 
-    def _client(self, props: Mapping[str, Any], *, timeout: float = 10.0, max_retries: int = 3) -> Any:
-        from github_client import AppAuth, GitHubClient, PatAuth, parse_scope
+    def _client(self, props: Mapping[str, Any], *, timeout: float = 10.0, max_retries: int = 3) -> GitHubClient:
+        return _github.pool_client(self._credentials(), props, timeout=timeout, max_retries=max_retries)
 
-        creds = self._credentials()
-        if creds.get("token"):
-            auth: Any = PatAuth(str(creds["token"]))
-        else:
-            inst = creds.get("installationId")
-            auth = AppAuth(creds["appId"], creds["privateKey"], int(inst) if inst else None)
-        scope = parse_scope(props["scope_url"], props.get("api_url") or None)
-        return GitHubClient(scope, auth, timeout=timeout, max_retries=max_retries, max_wait=30.0,
-                            user_agent="ghr-pulumi/0.1")
+    _pool_runners = staticmethod(_github.pool_runners)
+    _summary = staticmethod(_github.summary)
 
     @staticmethod
-    def _pool_runners(client: Any, prefix: str) -> list[Any]:
-        pattern = name_pattern(prefix)
-        return [r for r in client.list_runners() if pattern.match(r.name)]
-
-    @staticmethod
-    def _summary(runners: Sequence[Any]) -> dict[str, Any]:
-        online = [r for r in runners if r.status == "online"]
-        busy = [r for r in online if r.busy]
-        offline = [r for r in runners if r.status != "online"]
-        return {
-            "total": len(runners),
-            "online": len(online),
-            "busy": len(busy),
-            "idle": len(online) - len(busy),
-            "offline": len(offline),
-            "stale": sorted(r.name for r in offline)[:STALE_LIST_MAX],
-        }
-
-    @staticmethod
-    def _group_id(client: Any, name: str) -> int:
+    def _group_id(client: GitHubClient, name: str) -> int:
         if client.scope.kind == "repo":
             if name.casefold() != "default":
-                from github_client import InvalidInput
-
                 raise InvalidInput("runner_group", "repository runners can only join the Default group")
             return 1
         return int(client.find_runner_group(name).id)
 
     # -- CRUD --------------------------------------------------------------------------------
 
-    def _base_check(self, news: dict[str, Any]) -> list[CheckFailure]:
-        """Checks every pool-level resource shares: identity strings and the Docker host spec."""
-        failures: list[CheckFailure] = []
-        for key in ("scope_url", "name_prefix", "pool", "host", "stack"):
-            v = news.get(key)
-            if not is_unknown(v) and (not isinstance(v, str) or not v):
-                failures.append(CheckFailure(key, f"{key} is required"))
-        if news.get("docker_host") and not is_unknown(news.get("docker_host")):
-            for problem in validate_host_spec(news["docker_host"], news.get("ssh_options"), news.get("tls")):
-                failures.append(CheckFailure("docker_host", problem))
-        return failures
-
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        failures = self._base_check(news)
+        failures = pool_check(news)
         labels = news.get("labels")
         if not is_unknown(labels):
             if not isinstance(labels, list) or not labels or len(labels) > 100:
@@ -196,9 +125,7 @@ class RunnerRegistrationProvider(ResourceProvider):
         return CheckResult(news, failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        replaces = changed(olds, news, self.replace_keys)
-        updates = changed(olds, news, self.input_keys)
-        return DiffResult(changes=bool(updates), replaces=replaces, delete_before_replace=False)
+        return diff_result(olds, news, _INPUT_KEYS, _REPLACE_KEYS)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         client = self._client(props)
@@ -219,8 +146,6 @@ class RunnerRegistrationProvider(ResourceProvider):
         return ReadResult(id_=id_, outs=outs)
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        from github_client import NotFound
-
         client = self._client(news)
         outs = {k: news.get(k) for k in _INPUT_KEYS}
         group_id = olds.get("runner_group_id")
@@ -238,12 +163,10 @@ class RunnerRegistrationProvider(ResourceProvider):
         return UpdateResult(outs=outs)
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
-        from github_client import NotFound, Unprocessable
-
         client = self._client(props)
         drain = float(props.get("drain_timeout") or 0)
         deadline = time.monotonic() + drain
-        pending: list[Any] = []
+        pending: list[Runner] = []
         while True:
             try:
                 runners = self._pool_runners(client, props["name_prefix"])
@@ -287,11 +210,13 @@ class RunnerRegistrationProvider(ResourceProvider):
                     pass
 
 
-def runner_version_warnings(client: Any, version: str, *, now: datetime | None = None,
+class _DeprecationSource(Protocol):
+    def runner_deprecation(self, version: str) -> RunnerDeprecation: ...
+
+
+def runner_version_warnings(client: _DeprecationSource, version: str, *, now: datetime | None = None,
                             window: timedelta = timedelta(days=7)) -> list[str]:
     """Warnings for a runner version GitHub will soon refuse (deprecation endpoint)."""
-    from github_client import GitHubError, NotFound
-
     now = now or datetime.now(UTC)
     try:
         dep = client.runner_deprecation(version)
@@ -300,7 +225,7 @@ def runner_version_warnings(client: Any, version: str, *, now: datetime | None =
     except GitHubError as exc:
         return [f"could not check runner {version} against GitHub's deprecation schedule ({type(exc).__name__}); "
                 "deploying anyway"]
-    out = []
+    out: list[str] = []
     for what, when in (("register", dep.registration_deprecates_at), ("run jobs", dep.runtime_deprecates_at)):
         if when is None:
             continue
@@ -364,6 +289,7 @@ class RunnerRegistration(Resource, module="ghr", name="RunnerRegistration"):
 
 
 __all__ = [
-    "CredentialsMissing", "DrainTimeout", "RunnerRegistration", "RunnerRegistrationArgs",
-    "RunnerRegistrationProvider", "credentials_from_env", "name_pattern", "runner_version_warnings",
+    "POLL_INTERVAL", "STALE_LIST_MAX", "CredentialsMissing", "DrainTimeout", "RunnerRegistration",
+    "RunnerRegistrationArgs", "RunnerRegistrationProvider", "credentials_from_env", "name_pattern",
+    "runner_version_warnings",
 ]

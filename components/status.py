@@ -17,8 +17,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ._github import name_pattern
 from .config import ConfigError, FleetConfig, parse_config
-from .registration import name_pattern
 
 
 class StatusError(RuntimeError):
@@ -59,12 +59,9 @@ def collect(outputs: Mapping[str, Any], fleet: FleetConfig, *, client: Any = Non
     runners: list[Any] = []
     github_error = None
     if client is None:
-        from github_client import AppAuth, GitHubClient, PatAuth, parse_scope
+        from ._github import config_client
 
-        gh = fleet.github
-        auth = PatAuth(gh.token) if gh.auth == "pat" else AppAuth(gh.app_id, gh.private_key, gh.installation_id)
-        client = GitHubClient(parse_scope(gh.scope_url, gh.api_url), auth, timeout=10.0, max_retries=2,
-                              max_wait=10.0, user_agent="ghr-status/0.1")
+        client = config_client(fleet.github, timeout=10.0, max_retries=2, max_wait=10.0, user_agent="ghr-status/0.1")
     try:
         runners = client.list_runners()
     except Exception as exc:  # noqa: BLE001 - report, do not crash the status view

@@ -3,6 +3,8 @@
     from github_client import GitHubClient, PatAuth, parse_scope
 
     client = GitHubClient(parse_scope("https://github.com/acme"), PatAuth(token))
+    # or from a credentials mapping ({"token": ...}, {"type": "app", ...}) or the environment:
+    client = client_from_credentials(auth_from_env() or {"token": token}, "https://github.com/acme")
     jit = client.generate_jitconfig("pool-1-abc123", ["self-hosted", "linux"])
 
 Every error is a :class:`GitHubError` subclass whose message says what to do; no
@@ -12,6 +14,16 @@ message, log line or ``repr`` carries a secret. Use :func:`redact` (or attach
 
 from ._auth import JWT_BACKDATE, JWT_LIFETIME, AppAuth, PatAuth
 from ._client import DEFAULT_GROUP, MAX_PAGES, PER_PAGE, TRANSIENT_ERRORS, GitHubClient
+from ._credentials import (
+    ENV_VARS,
+    Auth,
+    CredentialsError,
+    CredentialsMissing,
+    auth_from_env,
+    auth_from_mapping,
+    client_from_credentials,
+    credentials_from_env,
+)
 from ._errors import (
     BadCredentials,
     Conflict,
@@ -43,6 +55,7 @@ __all__ = [
     "API_VERSION",
     "DEFAULT_GROUP",
     "DEFAULT_USER_AGENT",
+    "ENV_VARS",
     "JWT_BACKDATE",
     "JWT_LIFETIME",
     "MAX_LABELS",
@@ -54,8 +67,11 @@ __all__ = [
     "TRANSIENT_ERRORS",
     "Access",
     "AppAuth",
+    "Auth",
     "BadCredentials",
     "Conflict",
+    "CredentialsError",
+    "CredentialsMissing",
     "GitHubClient",
     "GitHubError",
     "GitHubUnavailable",
@@ -76,6 +92,10 @@ __all__ = [
     "ServerError",
     "Token",
     "Unprocessable",
+    "auth_from_env",
+    "auth_from_mapping",
+    "client_from_credentials",
+    "credentials_from_env",
     "parse_scope",
     "redact",
     "register_secret",

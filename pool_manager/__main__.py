@@ -15,11 +15,17 @@ import signal
 import sys
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
+
+from github_client import Auth, GitHubClient, RequestEvent, client_from_credentials
 
 from . import _log
 from ._log import event
 from .credentials import CredentialsError, load_credentials
 from .spec import PoolSpec, SpecError, load_spec
+
+if TYPE_CHECKING:
+    from .metrics import Metrics
 
 
 def read_spec_file(path: str, metrics_port: int | None = None) -> dict[str, object]:
@@ -42,17 +48,16 @@ def _digest(path: str | None) -> str | None:
         return None
 
 
-def build_github_client(spec: PoolSpec, auth: object, metrics: object | None = None) -> object:
+def build_github_client(spec: PoolSpec, auth: Auth, metrics: Metrics | None = None) -> GitHubClient:
     """The manager's GitHub client: short retries inside, since the manager backs off itself."""
-    from github_client import GitHubClient, RequestEvent, parse_scope
 
     def count(ev: RequestEvent) -> None:
         if metrics is not None:
-            metrics.api_calls.labels(kind=ev.kind).inc()  # type: ignore[attr-defined]
+            metrics.api_calls.labels(kind=ev.kind).inc()
 
-    return GitHubClient(parse_scope(spec.scope_url, spec.api_url), auth,  # type: ignore[arg-type]
-                        timeout=10.0, max_retries=2, max_wait=min(30.0, spec.backoff_max),
-                        user_agent="ghr-pool-manager", on_request=count)
+    return client_from_credentials(auth, spec.scope_url, spec.api_url, timeout=10.0, max_retries=2,
+                                   max_wait=min(30.0, spec.backoff_max), user_agent="ghr-pool-manager",
+                                   on_request=count)
 
 
 def main(argv: list[str] | None = None) -> int:

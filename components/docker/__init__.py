@@ -3,13 +3,23 @@
 A host is a URL string (``unix:///var/run/docker.sock``, ``ssh://user@host[:port]``,
 ``tcp://host:2376``) or a :class:`HostConnection` dict with ``ssh_options`` and TLS material
 (secrets). Importing this package does nothing but define classes.
+
+The rest of ``components`` imports this package's public names only; helpers every provider
+shares (unknown values, diffs, host descriptions) are in :mod:`components._provider`.
 """
 
 from typing import Any, NotRequired, TypedDict
 
 import pulumi
 
-from ._connection import HostSpecError, default_host_url, docker_client, validate_host_spec
+from ._connection import (
+    HostSpecError,
+    client_from_props,
+    default_host_url,
+    docker_client,
+    host_props,
+    validate_host_spec,
+)
 from ._container import (
     MANAGED_LABEL,
     ContainerStartError,
@@ -44,8 +54,10 @@ __all__ = [
     "HostSpecError",
     "Mount",
     "Upload",
+    "client_from_props",
     "context_hash",
     "default_host_url",
     "docker_client",
+    "host_props",
     "validate_host_spec",
 ]

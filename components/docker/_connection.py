@@ -53,7 +53,7 @@ def validate_host_spec(url: str, ssh_options: Sequence[str] | None, tls: Mapping
         if not parsed.hostname:
             problems.append(f"{url!r} has no host; use ssh://user@host[:port]")
         try:
-            parsed.port
+            _ = parsed.port  # raises on a port that is not a number
         except ValueError:
             problems.append(f"{url!r} has an invalid port")
     elif parsed.scheme == "tcp":
@@ -209,5 +209,6 @@ def host_props(host: Any) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def client_from_props(props: Mapping[str, Any], *, timeout: float = DEFAULT_TIMEOUT) -> Iterator[docker.DockerClient]:
-    with docker_client(props.get("docker_host"), props.get("ssh_options") or None, props.get("tls") or None, timeout=timeout) as c:
+    with docker_client(props.get("docker_host"), props.get("ssh_options") or None, props.get("tls") or None,
+                       timeout=timeout) as c:
         yield c

@@ -33,7 +33,7 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-from ._common import changed, host_desc, is_unknown, plain
+from .._provider import changed, host_desc, is_unknown, plain
 from ._connection import client_from_props, host_props, validate_host_spec
 
 MANAGED_LABEL = "ghr.managed-by"

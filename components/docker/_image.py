@@ -28,8 +28,8 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-from ._common import changed, host_desc
-from ._common import is_unknown as _unknown
+from .._provider import changed, host_desc
+from .._provider import is_unknown as _unknown
 from ._connection import HostSpecError, client_from_props, host_props, validate_host_spec
 
 DEFAULT_EXCLUDES = [".git", ".venv", "**/__pycache__", "node_modules", ".state", ".cache", ".pytest_cache"]
