@@ -6,6 +6,7 @@ value and the fix; nothing is created), and handed to the Fleet component as typ
 
 import json
 import os
+from typing import Any
 
 import pulumi
 from pulumi.runtime import config as runtime_config
@@ -14,10 +15,11 @@ from components import ConfigError, Fleet, parse_config
 from components.preflight import runner_version_warnings_for
 
 
-def read_raw_config(namespace: str = "ghr") -> tuple[dict, list[str]]:
+def read_raw_config(namespace: str = "ghr") -> tuple[dict[str, Any], list[str]]:
     """Every ``ghr:*`` key of the stack (objects decoded) and which of them are secrets."""
     keys = set(runtime_config.CONFIG.get()) | set(runtime_config.get_config_env())
-    raw, secret_keys = {}, []
+    raw: dict[str, Any] = {}
+    secret_keys: list[str] = []
     for full in sorted(k for k in keys if k.startswith(namespace + ":")):
         value = runtime_config.get_config(full)
         try:

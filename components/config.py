@@ -6,9 +6,9 @@ as a :class:`ConfigError` whose lines read ``<key path>: <what is wrong> (got <v
 <how to fix>`` - e.g. ``ghr:pools[1].container.gpus``. Secret values are never echoed.
 
 Keys are camelCase in ``Pulumi.<stack>.yaml`` (Pulumi's convention); snake_case spellings
-are accepted too. The container settings are the pool spec's (``pool_manager.spec``) and
-are validated by ``pool_manager.spec.load_spec`` when it is importable, so the program and
-the manager agree on one set of rules.
+are accepted too. Each pool's spec on each host (``pool_manager.spec.PoolSpec``, what its
+manager runs) is built here once, by the manager's own ``load_spec``, so the program and the
+manager agree on one set of rules; its errors are reported under the config key they come from.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from pool_manager.spec import PoolSpec, SpecError, load_spec
 
 from .docker._connection import validate_host_spec
 
@@ -132,7 +134,7 @@ class PoolConfig:
     labels: tuple[str, ...]
     runner_group: str = "Default"
     image: ImageConfig = field(default_factory=ImageConfig)
-    container: Mapping[str, Any] = field(default_factory=dict)  # pool-spec form (snake_case)
+    container: Mapping[str, Any] = field(default_factory=dict)  # as configured, in the pool spec's snake_case
     drain_timeout: int = 600
     metrics_port: int = 9101
     ready_timeout: int = 180  # seconds `pulumi up` waits for `slots` runners online; 0: no wait
@@ -149,9 +151,14 @@ class FleetConfig:
     pools: tuple[PoolConfig, ...]
     runner_version_check: bool = True
     manager_network_mode: str = "host"
+    specs: Mapping[tuple[str, str], PoolSpec] = field(default_factory=dict, repr=False)  # (pool, host) -> spec
 
     def host(self, name: str) -> HostConfig:
         return next(h for h in self.hosts if h.name == name)
+
+    def spec(self, pool: str, host: str) -> PoolSpec:
+        """The validated spec of ``pool`` on ``host``, without its image (known at deploy)."""
+        return self.specs[(pool, host)]
 
 
 # ---- helpers -----------------------------------------------------------------------------
@@ -222,7 +229,7 @@ class _Checker:
         if not lo <= value <= hi:
             self.add(path, f"{value} is out of range", f"use an integer between {lo} and {hi}")
             return default
-        return value
+        return int(value)
 
     def unique_name(self, value: Any, path: str, kind: str, example: str, seen: set[str]) -> str | None:
         """A host's or pool's name: required, short, and unique among its kind."""
@@ -557,39 +564,43 @@ def _parse_pools(c: _Checker, raw: Any, hosts: Sequence[HostConfig], github: Git
 
 # ---- the pool spec -----------------------------------------------------------------------------
 
-def pool_spec(fleet: FleetConfig, pool: PoolConfig, host: str, image: str) -> dict[str, Any]:
-    """The JSON document the manager of ``pool`` on ``host`` reads (design.md, "Pool spec")."""
+def _spec_document(stack: str, github: GitHubConfig, pool: PoolConfig, host: str) -> dict[str, Any]:
+    """The pool spec's JSON form (design.md, "Pool spec") as configured, without the image."""
     return {
         "pool": pool.name,
-        "stack": fleet.stack,
+        "stack": stack,
         "host": host,
-        "scope_url": fleet.github.scope_url,
-        "api_url": fleet.github.api_url,
-        "name_prefix": pool.name_prefix(fleet.stack, host),
+        "scope_url": github.scope_url,
+        "api_url": github.api_url,
+        "name_prefix": pool.name_prefix(stack, host),
         "labels": list(pool.labels),
         "runner_group": pool.runner_group,
         "slots": pool.slots,
-        "image": image,
         "container": dict(pool.container),
         "drain_timeout": pool.drain_timeout,
         "metrics_port": pool.metrics_port,
     }
 
 
-def _validate_specs(c: _Checker, fleet: FleetConfig, index: Mapping[str, int]) -> None:
-    """Delegate the container settings to pool_manager.spec.load_spec (one set of rules)."""
-    try:
-        from pool_manager.spec import SpecError, load_spec
-    except ImportError:  # pragma: no cover - pool_manager not importable: structural checks only
-        return
-    for i, pool in enumerate(fleet.pools):
-        for host in pool.hosts[:1]:
-            spec = pool_spec(fleet, pool, host, f"ghr-runner:{fleet.stack}-{pool.name}")
+def _build_specs(c: _Checker, stack: str, github: GitHubConfig, pools: Sequence[PoolConfig],
+                 index: Mapping[str, int]) -> dict[tuple[str, str], PoolSpec]:
+    """Each pool's spec on each of its hosts, validated by the manager's own ``load_spec``;
+    a refusal is reported under the config key it comes from (``ghr:pools[0].container.memory``)."""
+    specs: dict[tuple[str, str], PoolSpec] = {}
+    for i, pool in enumerate(pools):
+        for host in pool.hosts:
             try:
-                load_spec(spec)
+                specs[(pool.name, host)] = load_spec(_spec_document(stack, github, pool, host), require_image=False)
             except SpecError as exc:
-                fld = _spec_path_to_config(exc.field)
-                c.add(f"{NAMESPACE}:pools[{index.get(pool.name, i)}].{fld}", exc.reason)
+                path = f"{NAMESPACE}:pools[{index.get(pool.name, i)}].{_spec_path_to_config(exc.field)}"
+                if not any(p.path == path and p.message == exc.reason for p in c.problems):
+                    c.add(path, exc.reason)  # once, not once per host
+    return specs
+
+
+def pool_spec(fleet: FleetConfig, pool: PoolConfig, host: str, image: str) -> dict[str, Any]:
+    """The JSON document the manager of ``pool`` on ``host`` reads, with ``image`` as its runner image."""
+    return fleet.spec(pool.name, host).with_image(image).dump()
 
 
 # ---- entry point -------------------------------------------------------------------------------
@@ -623,14 +634,16 @@ def parse_config(raw: Mapping[str, Any], stack: str, secret_keys: Sequence[str] 
     if not _NAME_OK.match(stack or ""):
         c.add("stack", f"stack name {stack!r} cannot be used in container and runner names",
               "use letters, digits, '.', '_' or '-'")
+    # With the github section invalid (reported above), the pools' specs are still checked.
     placeholder = GitHubConfig(scope_url="https://github.com/placeholder", api_url=None, auth="pat")
-    fleet = FleetConfig(stack=stack if _NAME_OK.match(stack or "") else "stack", github=github or placeholder,
-                        hosts=tuple(hosts), pools=tuple(pools), runner_version_check=check, manager_network_mode=mnm)
-    index = {p.get("name"): i for i, p in enumerate(raw.get("pools") or []) if isinstance(p, Mapping)}
-    _validate_specs(c, fleet, index)
+    fleet_stack = stack if _NAME_OK.match(stack or "") else "stack"
+    index = {str(p.get("name")): i for i, p in enumerate(raw.get("pools") or []) if isinstance(p, Mapping)}
+    specs = _build_specs(c, fleet_stack, github or placeholder, pools, index)
     if c.problems:
         raise ConfigError(c.problems)
-    return fleet
+    assert github is not None  # a missing github section is a problem
+    return FleetConfig(stack=fleet_stack, github=github, hosts=tuple(hosts), pools=tuple(pools),
+                       runner_version_check=check, manager_network_mode=mnm, specs=specs)
 
 
 __all__ = [

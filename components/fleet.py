@@ -7,9 +7,9 @@ from typing import Any, NotRequired, TypedDict
 
 import pulumi
 
-from .config import FleetConfig, pool_spec
-from .credentials import GitHubCredentials
-from .image import RunnerImage
+from .config import FleetConfig
+from .credentials import GitHubCredentials, GitHubCredentialsArgs
+from .image import RunnerImage, RunnerImageArgs
 from .pool import RunnerPool
 
 
@@ -35,12 +35,13 @@ class Fleet(pulumi.ComponentResource):
         if not isinstance(cfg, FleetConfig):
             raise TypeError("Fleet: args['config'] must be a FleetConfig from components.parse_config")
         gh = cfg.github
-        cred_args: dict[str, Any] = {"scope_url": gh.scope_url, "api_url": gh.api_url}
-        if gh.auth == "pat":
+        cred_args: GitHubCredentialsArgs = {"scope_url": gh.scope_url, "api_url": gh.api_url}
+        if gh.token is not None:  # parse_config sets either the PAT or the App's id and key
             cred_args["token"] = pulumi.Output.secret(gh.token)
-        else:
-            cred_args.update(app_id=gh.app_id, private_key=pulumi.Output.secret(gh.private_key),
-                             installation_id=gh.installation_id)
+        elif gh.app_id is not None and gh.private_key is not None:
+            cred_args["app_id"] = gh.app_id
+            cred_args["private_key"] = pulumi.Output.secret(gh.private_key)
+            cred_args["installation_id"] = gh.installation_id
         self.credentials = GitHubCredentials(f"{name}-github", cred_args, pulumi.ResourceOptions(parent=self))
 
         hosts: dict[str, dict[str, Any]] = {}
@@ -56,22 +57,21 @@ class Fleet(pulumi.ComponentResource):
             for host_name in pool.hosts:
                 host_cfg = cfg.host(host_name)
                 base = f"{name}-{pool.name}-{host_name}"
-                image = RunnerImage(f"{base}-image", {
+                image_args: RunnerImageArgs = {
                     "stack": cfg.stack, "pool": pool.name, "host_name": host_name, "host": hosts[host_name],
                     "build_args": pool.image.build_args(), "manager_base_image": pool.image.base,
-                    **({"runner_context": args["runner_context"]} if args.get("runner_context") else {}),
-                    **({"manager_context": args["manager_context"]} if args.get("manager_context") else {}),
-                }, pulumi.ResourceOptions(parent=self))
-                spec = pool_spec(cfg, pool, host_name, image="")
-                spec.pop("image")
+                }
+                if args.get("runner_context"):
+                    image_args["runner_context"] = args["runner_context"]
+                if args.get("manager_context"):
+                    image_args["manager_context"] = args["manager_context"]
+                image = RunnerImage(f"{base}-image", image_args, pulumi.ResourceOptions(parent=self))
                 rp = RunnerPool(f"{base}-pool", {
-                    "stack": cfg.stack, "pool": pool.name, "host_name": host_name, "host": hosts[host_name],
-                    "socket_path": host_cfg.socket_path, "spec": spec,
+                    "spec": cfg.spec(pool.name, host_name),
                     "runner_image": image.runner_image_id, "manager_image": image.manager_image_id,
+                    "host": hosts[host_name], "socket_path": host_cfg.socket_path,
                     "credentials_file": self.credentials.credentials_file,
-                    "labels": list(pool.labels), "runner_group": pool.runner_group,
-                    "drain_timeout": pool.drain_timeout, "network_mode": cfg.manager_network_mode,
-                    "ready_timeout": pool.ready_timeout,
+                    "network_mode": cfg.manager_network_mode, "ready_timeout": pool.ready_timeout,
                 }, pulumi.ResourceOptions(parent=self))
                 self.images[(pool.name, host_name)] = image
                 self.pool_resources[(pool.name, host_name)] = rp

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, NotRequired, TypedDict
 
 import pulumi
 
-from pool_manager.spec import FIXED_KEYS
+from pool_manager.spec import FIXED_KEYS, PoolSpec
 
 from .docker import DockerContainer
 from .docker._connection import host_props
@@ -22,25 +22,19 @@ STOP_MARGIN = 30
 
 
 def _fixed_hash(spec: Mapping[str, Any]) -> str:
-    """A digest of the spec keys a running manager cannot take on (pool_manager.spec.FIXED_KEYS)."""
+    """A digest of the spec keys (JSON form) a running manager cannot take on (pool_manager.spec.FIXED_KEYS)."""
     fixed = {key: spec.get(key) for key in FIXED_KEYS}
     return hashlib.sha256(json.dumps(fixed, sort_keys=True).encode()).hexdigest()[:16]
 
 
 class RunnerPoolArgs(TypedDict):
-    stack: str
-    pool: str
-    host_name: str
-    host: Mapping[str, Any]  # {"url", "ssh_options", "tls" (secret Output)}
-    socket_path: str  # the Docker socket on that host, mounted into the manager
-    spec: Mapping[str, Any]  # pool spec without "image" (design.md); the runner image id is added here
-    runner_image: pulumi.Input[str]
+    spec: PoolSpec  # the pool on this host (pool, stack, host, labels, slots, ...), without its image
+    runner_image: pulumi.Input[str]  # the runner image id: the spec's image, known at deploy
     manager_image: pulumi.Input[str]
+    host: Mapping[str, Any]  # how to reach the Docker engine: {"url", "ssh_options", "tls" (secret Output)}
+    socket_path: str  # the Docker socket on that host, mounted into the manager
     credentials_file: pulumi.Input[str]  # secret JSON
-    labels: Sequence[str]
-    runner_group: str
-    drain_timeout: int
-    network_mode: NotRequired[str]
+    network_mode: NotRequired[str]  # the manager container's
     ready_timeout: NotRequired[int]  # seconds `pulumi up` waits for `slots` runners online; 0: no wait
 
 
@@ -53,24 +47,25 @@ class RunnerPool(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: RunnerPoolArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("ghr:index:RunnerPool", name, None, opts)
-        spec = dict(args["spec"])
-        for key in ("scope_url", "name_prefix", "slots"):
-            if key not in spec:
-                raise ValueError(f"RunnerPool {name}: spec.{key} is required")
-        stack, pool, host_name = args["stack"], args["pool"], args["host_name"]
+        spec = args.get("spec")
+        if not isinstance(spec, PoolSpec):
+            raise TypeError(f"RunnerPool {name}: args['spec'] must be a pool_manager.spec.PoolSpec, got {type(spec).__name__}")
+        if spec.image is not None:
+            raise ValueError(f"RunnerPool {name}: spec.image is set ({spec.image!r}); leave it to args['runner_image']")
+        stack, pool, host_name = spec.stack, spec.pool, spec.host
+        wire = spec.dump()
         docker_props = host_props(args["host"])
         registration = RunnerRegistration(f"{name}-registration", {
-            "scope_url": spec["scope_url"],
-            "api_url": spec.get("api_url"),
-            "name_prefix": spec["name_prefix"],
-            "labels": list(args["labels"]),
-            "runner_group": args["runner_group"],
-            "drain_timeout": args["drain_timeout"],
+            "scope_url": spec.scope_url,
+            "api_url": spec.api_url,
+            "name_prefix": spec.name_prefix,
+            "labels": list(spec.labels),
+            "runner_group": spec.runner_group,
+            "drain_timeout": wire["drain_timeout"],
             "pool": pool, "host": host_name, "stack": stack,
             "docker": docker_props,
         }, pulumi.ResourceOptions(parent=self))
-        spec_json = pulumi.Output.from_input(args["runner_image"]).apply(
-            lambda image: json.dumps({**spec, "image": image}, indent=2, sort_keys=True))
+        spec_json = pulumi.Output.from_input(args["runner_image"]).apply(lambda image: spec.with_image(image).dumps())
         manager_name = f"ghr-{stack}-{pool}-manager"
         manager = DockerContainer(f"{name}-manager", {
             "name": manager_name,
@@ -82,7 +77,7 @@ class RunnerPool(pulumi.ComponentResource):
             "restart_policy": "always",
             # ghr.spec-fixed: a change of a spec key the manager cannot reload replaces the manager.
             "labels": {"ghr.role": "manager", "ghr.pool": pool, "ghr.stack": stack, "ghr.host": host_name,
-                       "ghr.spec-fixed": _fixed_hash(spec)},
+                       "ghr.spec-fixed": _fixed_hash(wire)},
             # Any other spec change, and new credentials, are reloaded in place (SIGHUP): no drain.
             "uploads": [
                 {"path": SPEC_PATH, "content": spec_json, "mode": 0o444, "reloadable": True},
@@ -91,18 +86,18 @@ class RunnerPool(pulumi.ComponentResource):
             ],
             "reload_signal": "SIGHUP",
             # SIGTERM makes the manager drain: idle runners go at once, busy ones finish their job.
-            "stop_timeout": int(args["drain_timeout"]) + STOP_MARGIN,
+            "stop_timeout": int(spec.drain_timeout) + STOP_MARGIN,
         }, pulumi.ResourceOptions(parent=self, depends_on=[registration]))
         # After the manager: `up` waits here until `slots` runners are online (or readyTimeout fails it).
         ready = RunnerPoolReady(f"{name}-ready", {
-            "scope_url": spec["scope_url"], "api_url": spec.get("api_url"), "name_prefix": spec["name_prefix"],
-            "labels": list(args["labels"]), "slots": spec["slots"],
+            "scope_url": spec.scope_url, "api_url": spec.api_url, "name_prefix": spec.name_prefix,
+            "labels": list(spec.labels), "slots": spec.slots,
             "ready_timeout": args.get("ready_timeout", DEFAULT_READY_TIMEOUT),
             "pool": pool, "host": host_name, "stack": stack,
             "manager_container": manager.name, "manager_container_id": manager.container_id,
             "spec_hash": spec_json.apply(spec_hash), "docker": docker_props,
         }, pulumi.ResourceOptions(parent=self, depends_on=[manager]))
-        self.name_prefix = pulumi.Output.from_input(spec["name_prefix"])
+        self.name_prefix = pulumi.Output.from_input(spec.name_prefix)
         self.manager_container = pulumi.Output.all(
             name=manager.name, id=manager.container_id, state=manager.state).apply(lambda a: dict(a))
         self.registration = pulumi.Output.all(summary_of(ready), registration.runner_group_id).apply(

@@ -1,8 +1,14 @@
-"""Pool spec: parse and validate the JSON the Pulumi program writes for each pool manager.
+"""Pool spec: the contract between the Pulumi program and each pool manager.
 
-Pure: no Docker, no network, no file access. The Pulumi components reuse `load_spec` at
-preview time, so every error names the field (`container.volumes[1].source`) and says what
-to do about it.
+`PoolSpec` is the typed value; `load_spec(mapping)` validates the JSON form and returns it
+(every error a `SpecError` naming the field, `container.volumes[1].source`, and what to do);
+`PoolSpec.dump()` is that JSON form again, normalised (defaults left out, sizes as `"4g"`),
+so that `load_spec(spec.dump()) == spec`. The Pulumi program builds each pool's spec once
+with `load_spec(..., require_image=False)` at preview (the runner image id is only known at
+deploy) and writes `spec.with_image(image_id).dumps()` into the manager, which loads it with
+the same `load_spec` and refuses a spec without an image.
+
+Pure: no Docker, no network, no file access.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ _VOLUME_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]+$")
 _CAPABILITY = re.compile(r"^(CAP_)?[A-Z_]+$")
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([bkmgt]?)b?$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+_TUNING_KEYS = ("reconcile_interval", "backoff_initial", "backoff_max")
 _NETWORK_MODE = re.compile(r"^(bridge|host|none|container:[A-Za-z0-9_.-]+|[A-Za-z0-9][A-Za-z0-9_.-]*)$")
 
 
@@ -71,6 +78,14 @@ class GpuSpec:
         ids = self.device_ids if self.kind == "device_ids" else tuple(str(i) for i in range(self.count))
         return GpuSpec(kind="device_ids", device_ids=(ids[slot % len(ids)],))
 
+    def dump(self) -> str | dict[str, Any]:
+        """`"all"`, `{"count": N}` or `{"device_ids": [...]}`."""
+        if self.kind == "all":
+            return "all"
+        if self.kind == "count":
+            return {"count": self.count}
+        return {"device_ids": list(self.device_ids)}
+
 
 @dataclass(frozen=True)
 class VolumeSpec:
@@ -82,9 +97,22 @@ class VolumeSpec:
     read_only: bool = False
     size: int | None = None  # bytes, tmpfs only
 
+    def dump(self) -> dict[str, Any]:
+        """`type` and `target` always; `source`, `read_only` and `size` when set."""
+        out: dict[str, Any] = {"type": self.type, "target": self.target}
+        if self.source is not None:
+            out["source"] = self.source
+        if self.read_only:
+            out["read_only"] = True
+        if self.size is not None:
+            out["size"] = _size_text(self.size)
+        return out
+
 
 @dataclass(frozen=True)
 class ContainerSpec:
+    """How each runner container of the pool is made (sizes in bytes)."""
+
     cpus: float | None = None
     memory: int | None = None  # bytes
     pids_limit: int | None = None
@@ -101,9 +129,48 @@ class ContainerSpec:
     runtime: str | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
 
+    def dump(self) -> dict[str, Any]:
+        """The settings that differ from the defaults; what `hardened` implies is left to it."""
+        out: dict[str, Any] = {}
+        if self.cpus is not None:
+            out["cpus"] = _number_text(self.cpus)
+        if self.memory is not None:
+            out["memory"] = _size_text(self.memory)
+        if self.pids_limit is not None:
+            out["pids_limit"] = self.pids_limit
+        if self.shm_size is not None:
+            out["shm_size"] = _size_text(self.shm_size)
+        if self.gpus is not None:
+            out["gpus"] = self.gpus.dump()
+        if self.gpu_per_slot:
+            out["gpu_per_slot"] = True
+        if self.volumes:
+            out["volumes"] = [v.dump() for v in self.volumes]
+        if self.env:
+            out["env"] = dict(self.env)
+        if self.network_mode != "bridge":
+            out["network_mode"] = self.network_mode
+        if self.hardened:
+            out["hardened"] = True  # implies no_new_privileges and cap_drop [ALL]
+        else:
+            if self.no_new_privileges:
+                out["no_new_privileges"] = True
+            if self.cap_drop:
+                out["cap_drop"] = list(self.cap_drop)
+        if self.cap_add:
+            out["cap_add"] = list(self.cap_add)
+        if self.runtime is not None:
+            out["runtime"] = self.runtime
+        if self.labels:
+            out["labels"] = dict(self.labels)
+        return out
+
 
 @dataclass(frozen=True)
 class PoolSpec:
+    """One pool on one host. `image` is the runner image id: `None` until the Pulumi program
+    knows it at deploy (`with_image`); `load_spec` refuses a spec without it unless told not to."""
+
     pool: str
     stack: str
     host: str
@@ -111,7 +178,7 @@ class PoolSpec:
     name_prefix: str
     labels: tuple[str, ...]
     slots: int
-    image: str
+    image: str | None = None
     api_url: str | None = None
     runner_group: str = "Default"
     container: ContainerSpec = field(default_factory=ContainerSpec)
@@ -121,6 +188,32 @@ class PoolSpec:
     reconcile_interval: float = 30.0
     backoff_initial: float = 1.0
     backoff_max: float = 60.0
+
+    def with_image(self, image: str) -> PoolSpec:
+        """This spec with the runner image the manager runs (the image id built at deploy)."""
+        if not isinstance(image, str) or not image.strip():
+            raise SpecError("image", f"expected the runner image id or reference, got {image!r}")
+        return dataclasses.replace(self, image=image)
+
+    def dump(self) -> dict[str, Any]:
+        """The JSON-ready form the manager reads (docs/design.md, "Pool spec"): every key but the
+        tuning ones always, `container` and the tuning keys only where they differ from the defaults."""
+        out: dict[str, Any] = {
+            "pool": self.pool, "stack": self.stack, "host": self.host,
+            "scope_url": self.scope_url, "api_url": self.api_url, "name_prefix": self.name_prefix,
+            "labels": list(self.labels), "runner_group": self.runner_group, "slots": self.slots,
+            "image": self.image, "container": self.container.dump(),
+            "drain_timeout": _number_text(self.drain_timeout), "metrics_port": self.metrics_port,
+        }
+        defaults = {f.name: f.default for f in dataclasses.fields(PoolSpec)}
+        for key in _TUNING_KEYS:
+            if getattr(self, key) != defaults[key]:
+                out[key] = _number_text(getattr(self, key))
+        return out
+
+    def dumps(self) -> str:
+        """The manager's spec file: `dump()` as JSON, indented, keys sorted (stable bytes, stable diffs)."""
+        return json.dumps(self.dump(), indent=2, sort_keys=True)
 
     def runner_hash(self) -> str:
         """A digest of everything that shapes a runner (labels, group, image, container settings):
@@ -145,6 +238,19 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
     return value
+
+
+def _size_text(size: int) -> str | int:
+    """Bytes in the largest unit that holds them exactly (`4294967296` -> `"4g"`), else the number."""
+    for unit in ("t", "g", "m", "k"):
+        if size % _SIZE_UNITS[unit] == 0:
+            return f"{size // _SIZE_UNITS[unit]}{unit}"
+    return size
+
+
+def _number_text(value: float) -> int | float:
+    """A whole number as an int (`600.0` -> `600`): the form a stack config gives."""
+    return int(value) if float(value).is_integer() else value
 
 
 def parse_size(value: Any, where: str) -> int:
@@ -205,7 +311,7 @@ def _int(data: Mapping[str, Any], key: str, where: str, default: int | None, *, 
         raise SpecError(f"{where}{key}", f"expected an integer, got {value!r}")
     if value < minimum:
         raise SpecError(f"{where}{key}", f"must be at least {minimum}, got {value}")
-    return value
+    return int(value)
 
 
 def _gpus(value: Any, where: str) -> GpuSpec | None:
@@ -340,7 +446,8 @@ def _container(value: Any, runtimes: Iterable[str] | None) -> ContainerSpec:
     labels: dict[str, str] = {}
     for key, val in labels_raw.items():
         if not isinstance(key, str) or not key or key.startswith(RESERVED_LABEL_PREFIX):
-            raise SpecError(f"container.labels.{key}", f"label keys must be non-empty and not start with {RESERVED_LABEL_PREFIX!r}")
+            raise SpecError(f"container.labels.{key}",
+                            f"label keys must be non-empty and not start with {RESERVED_LABEL_PREFIX!r}")
         if not isinstance(val, str):
             raise SpecError(f"container.labels.{key}", f"expected a string, got {val!r}")
         labels[key] = val
@@ -350,11 +457,13 @@ def _container(value: Any, runtimes: Iterable[str] | None) -> ContainerSpec:
                          cap_add=cap_add, runtime=runtime, labels=labels)
 
 
-def load_spec(data: Mapping[str, Any], *, runtimes: Iterable[str] | None = None) -> PoolSpec:
+def load_spec(data: Mapping[str, Any], *, runtimes: Iterable[str] | None = None,
+              require_image: bool = True) -> PoolSpec:
     """Validate a pool spec (the parsed JSON) and return it typed.
 
     `runtimes`, when given, is the list of runtimes the target engine reports (`docker info`);
-    without it only the runtime's shape is checked. Raises `SpecError` naming the field.
+    without it only the runtime's shape is checked. `require_image=False` accepts a spec whose
+    `image` is not known yet (the Pulumi program at preview). Raises `SpecError` naming the field.
     """
     if not isinstance(data, Mapping):
         raise SpecError("spec", f"expected a JSON object, got {type(data).__name__}")
@@ -391,8 +500,10 @@ def load_spec(data: Mapping[str, Any], *, runtimes: Iterable[str] | None = None)
         raise SpecError("slots", f"expected an integer of at least 1, got {slots_raw!r}")
     if slots_raw < 1:
         raise SpecError("slots", f"must be at least 1, got {slots_raw}")
-    image = _str(data, "image", "")
-    assert image is not None
+    image = _str(data, "image", "", required=False)
+    if image is None and require_image:
+        raise SpecError("image", "is missing: a manager runs the runner image the Pulumi program built, and the"
+                        " program writes its id into the spec at deploy (PoolSpec.with_image); run pulumi up")
     container = _container(data.get("container"), runtimes)
     gpus = container.gpus
     if container.gpu_per_slot and gpus is not None:
