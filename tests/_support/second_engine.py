@@ -7,13 +7,18 @@ for the run); test containers use host networking.
 """
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
+import re
 import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
+import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,6 +28,12 @@ from .certs import make_tls_material
 from .polling import free_port, wait_for
 
 API_VERSION = "1.41"
+RUN_DIR = Path("/run")
+PREFIX = "ghr-engine-"
+OWNER_LOCK = "owner.lock"  # flock'd by the process that owns the folder, for as long as it lives
+# A folder of an earlier run without an owner lock (older code) is only judged stale past this age:
+# younger, it may be one that another process is creating right now.
+UNLOCKED_GRACE_S = 300.0
 
 
 def wait_until(predicate: Callable[[], bool], what: str, deadline_s: float, log: Path) -> None:
@@ -43,6 +54,104 @@ def _stop(proc: subprocess.Popen | None) -> None:
             proc.wait(timeout=10)
 
 
+def _unescape(field: str) -> str:
+    """A mountinfo path field: space, tab, newline and backslash come octal-escaped."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def mounts_under(root: Path) -> list[str]:
+    """Mount points at or under ``root`` in this mount namespace, deepest first."""
+    prefix = str(root).rstrip("/")
+    points = set()
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        point = _unescape(line.split()[4])
+        if point == prefix or point.startswith(prefix + "/"):
+            points.add(point)
+    return sorted(points, key=lambda p: (p.count("/"), p), reverse=True)
+
+
+def unmount_all(root: Path, attempts: int = 3) -> list[str]:
+    """Unmount everything mounted at or under ``root``, deepest first; returns what is still mounted.
+
+    Stacked mounts take one pass each, hence the passes; a busy mount is detached lazily
+    (``umount -l``) as a last resort.
+    """
+    for _ in range(attempts):
+        points = mounts_under(root)
+        if not points:
+            return []
+        for point in points:
+            if subprocess.run(["umount", point], capture_output=True).returncode != 0:
+                subprocess.run(["umount", "-l", point], capture_output=True)
+    return mounts_under(root)
+
+
+def remove_tree(root: Path) -> None:
+    """Unmount everything under ``root`` and delete it; RuntimeError naming what is left if that fails."""
+    still_mounted = unmount_all(root)
+    errors: list[str] = []
+    if not still_mounted and root.exists():
+        def note(_fn: object, path: str, exc_info: tuple[type[BaseException], BaseException, object]) -> None:
+            errors.append(f"{path}: {exc_info[1]}")
+
+        shutil.rmtree(root, onerror=note)
+    if still_mounted or root.exists():
+        left = sorted(str(p) for p in root.rglob("*"))[:20] if root.exists() else []
+        raise RuntimeError(
+            f"could not remove {root}: still mounted {still_mounted or 'nothing'}; errors {errors[:10] or 'none'}; "
+            f"left {left}. Check `grep {root} /proc/self/mountinfo` and what holds those mounts (fuser -m)"
+        )
+
+
+def _pid_alive(pidfile: Path) -> bool:
+    try:
+        pid = int(pidfile.read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError) as exc:
+        return isinstance(exc, OSError) and exc.errno == errno.EPERM
+    return True
+
+
+def _owned(folder: Path) -> bool:
+    """Whether a live process still owns ``folder`` (its owner lock is held, or its daemons run)."""
+    lock = folder / OWNER_LOCK
+    if lock.exists():
+        try:
+            fd = os.open(lock, os.O_RDWR)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+    elif time.time() - folder.stat().st_mtime < UNLOCKED_GRACE_S:
+        return True
+    return any(_pid_alive(folder / name) for name in ("docker.pid", "sshd.pid"))
+
+
+def clean_stale_engines(run_dir: Path = RUN_DIR) -> list[Path]:
+    """Remove the folders (mounts, bridge) that earlier runs' second engines left when they died.
+
+    Folders whose owner is alive are left alone; one that cannot be removed is a warning, not a
+    failure of this run. Returns the folders removed.
+    """
+    removed = []
+    for folder in sorted(run_dir.glob(PREFIX + "*")):
+        try:
+            if not folder.is_dir() or _owned(folder):
+                continue
+            bridge = folder / "bridge"
+            if bridge.exists():
+                subprocess.run(["ip", "link", "del", bridge.read_text().strip()], capture_output=True)
+            remove_tree(folder)
+            removed.append(folder)
+        except (OSError, RuntimeError) as exc:
+            warnings.warn(f"a stale second-engine folder of an earlier run stays: {exc}", stacklevel=2)
+    return removed
+
+
 def missing_prerequisites() -> str | None:
     if os.geteuid() != 0 or shutil.which("dockerd") is None or not Path("/usr/sbin/sshd").exists():
         return "these tests need root, dockerd and openssh-server: run them through `make test`"
@@ -53,8 +162,12 @@ class SecondEngine:
     """`start()`, `stop()`, `restart()`, `close()`; the data root survives a restart."""
 
     def __init__(self) -> None:
+        clean_stale_engines()
         # Short path: unix socket paths are limited to 108 bytes.
-        self.dir = Path(tempfile.mkdtemp(prefix="ghr-engine-", dir="/run"))
+        self.dir = Path(tempfile.mkdtemp(prefix=PREFIX, dir=RUN_DIR))
+        # Held until close(): a later run's clean_stale_engines leaves this folder alone while we live.
+        self._owner_fd: int | None = os.open(self.dir / OWNER_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self._owner_fd, fcntl.LOCK_EX)
         tls = make_tls_material()
         for name, content in {"ca.pem": tls.ca, "server.pem": tls.server_cert, "server-key.pem": tls.server_key}.items():
             (self.dir / name).write_text(content)
@@ -71,6 +184,7 @@ class SecondEngine:
         # id is hex rather than mkdtemp's suffix.
         self.id = secrets.token_hex(4)
         self.bridge = f"ghreb{self.id}"
+        (self.dir / "bridge").write_text(self.bridge)  # for clean_stale_engines if this run dies
         subprocess.run(["ip", "link", "add", self.bridge, "type", "bridge"], check=True)
         subprocess.run(["ip", "addr", "add", "192.0.2.1/24", "dev", self.bridge], check=True)
         self._proc: subprocess.Popen | None = None
@@ -118,6 +232,10 @@ class SecondEngine:
         self.client(timeout=300).images.load(docker.from_env(timeout=300).images.get(tag).save(named=True))
 
     def close(self) -> None:
+        """Stop the engine, unmount everything under its folder, delete the bridge and the folder.
+
+        Raises RuntimeError, naming what is left, when the folder cannot be removed.
+        """
         if self._proc is not None:
             try:
                 for c in self.client(timeout=30).containers.list(all=True):
@@ -125,9 +243,13 @@ class SecondEngine:
             except Exception:  # noqa: BLE001 - best effort before the engine stops
                 pass
         self.stop()
-        subprocess.run(["umount", "-R", str(self.dir / "data")], capture_output=True)
-        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        try:
+            remove_tree(self.dir)
+        finally:
+            subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+            if self._owner_fd is not None:
+                os.close(self._owner_fd)
+                self._owner_fd = None
 
 
 class LoopbackSshd:
