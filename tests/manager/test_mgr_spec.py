@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
@@ -133,3 +134,116 @@ def test_runner_name_pattern() -> None:
     assert pattern.match("sandbox-cpu-local-0-a1b2c3")
     assert not pattern.match("sandbox-cpu-local2-0-a1b2c3")
     assert not pattern.match("sandbox-cpu-local-0-a1b2c3d")
+
+
+# ---- the wire form: PoolSpec.dump() and load_spec() round-trip -------------------------------------
+
+MINIMAL: dict[str, Any] = {
+    "pool": "cpu", "stack": "sandbox", "host": "local", "scope_url": "http://127.0.0.1:8080/acme", "api_url": None,
+    "name_prefix": "sandbox-cpu-local", "labels": ["self-hosted"], "runner_group": "Default", "slots": 1,
+    "image": "sha256:abc", "container": {}, "drain_timeout": 600, "metrics_port": 9101,
+}
+
+
+def minimal_with(**changes: Any) -> dict[str, Any]:
+    return {**copy.deepcopy(MINIMAL), **changes}
+
+
+# Specs already in normal form: dump(load(x)) == x, and load(dump(spec)) == spec.
+NORMAL_FORMS = {
+    "minimal": minimal_with(),
+    "gpus all": minimal_with(container={"gpus": "all"}),
+    "gpus count": minimal_with(container={"gpus": {"count": 2}}),
+    "gpus device ids, one per slot": minimal_with(slots=2, container={"gpus": {"device_ids": ["0", "GPU-1a"]},
+                                                                      "gpu_per_slot": True}),
+    "volume read-only": minimal_with(container={"volumes": [
+        {"type": "volume", "source": "tools", "target": "/opt/tools", "read_only": True}]}),
+    "bind": minimal_with(container={"volumes": [{"type": "bind", "source": "/srv/data", "target": "/data"}]}),
+    "tmpfs sized and not": minimal_with(container={"volumes": [
+        {"type": "tmpfs", "target": "/scratch", "size": "1g"}, {"type": "tmpfs", "target": "/t2"}]}),
+    "cache": minimal_with(container={"volumes": [
+        {"type": "cache", "source": "ghr-cache-pip", "target": "/home/runner/.cache/pip"}]}),
+    "hardened": minimal_with(container={"hardened": True, "memory": "2g"}),
+    "privileges by hand": minimal_with(container={"no_new_privileges": True, "cap_drop": ["NET_RAW"],
+                                                  "cap_add": ["SYS_PTRACE"]}),
+    "limits": minimal_with(container={"cpus": 1.5, "memory": "1536m", "pids_limit": 1024, "shm_size": 1000}),
+    "env, labels, network, runtime": minimal_with(container={
+        "env": {"KEY": "value"}, "labels": {"team": "ml"}, "network_mode": "host", "runtime": "sysbox-runc"}),
+    "enterprise server, group": minimal_with(api_url="https://ghe.example/api/v3", runner_group="ci",
+                                             scope_url="https://ghe.example/acme"),
+    "tuning": minimal_with(drain_timeout=0.5, metrics_port=0, reconcile_interval=5, backoff_initial=0.25,
+                           backoff_max=2),
+    "no image yet": minimal_with(image=None),
+}
+
+
+@pytest.mark.parametrize("data", NORMAL_FORMS.values(), ids=NORMAL_FORMS.keys())
+def test_dump_of_load_is_the_normal_form(data: dict[str, Any]) -> None:
+    """A spec in normal form comes back from load_spec(...).dump() as it went in."""
+    assert load_spec(data, require_image=False).dump() == data
+
+
+@pytest.mark.parametrize("data", [*NORMAL_FORMS.values(), BASE], ids=[*NORMAL_FORMS.keys(), "design example"])
+def test_load_of_dump_is_the_same_spec(data: dict[str, Any]) -> None:
+    """load_spec(spec.dump()) and load_spec of the spec file's JSON give back an equal PoolSpec."""
+    spec = load_spec(data, require_image=False)
+    assert load_spec(spec.dump(), require_image=False) == spec
+    assert load_spec(json.loads(spec.dumps()), require_image=False) == spec
+
+
+@pytest.mark.parametrize(("container", "normal"), [
+    ({"memory": 4 * 1024**3, "shm_size": "1.5g"}, {"memory": "4g", "shm_size": "1536m"}),
+    ({"memory": "512MB", "cpus": 2.0}, {"memory": "512m", "cpus": 2}),
+    ({"gpus": {"device_ids": [0, "1"]}}, {"gpus": {"device_ids": ["0", "1"]}}),
+    ({"gpus": None, "gpu_per_slot": False, "network_mode": "bridge", "env": {}, "volumes": [], "runtime": None,
+      "cap_drop": [], "cap_add": [], "labels": {}, "hardened": False, "no_new_privileges": False}, {}),
+    ({"cap_drop": ["cap_net_raw"]}, {"cap_drop": ["NET_RAW"]}),
+    ({"hardened": True, "no_new_privileges": True, "cap_drop": ["NET_RAW"]}, {"hardened": True}),
+    ({"env": {"THREADS": 4}}, {"env": {"THREADS": "4"}}),
+    ({"volumes": [{"source": "tools", "target": "/opt/tools", "read_only": False}]},
+     {"volumes": [{"type": "volume", "source": "tools", "target": "/opt/tools"}]}),
+], ids=["sizes", "units and whole cpus", "device ids", "explicit defaults", "capabilities", "hardened implies",
+        "env values", "volume type"])
+def test_dump_normalises(container: dict[str, Any], normal: dict[str, Any]) -> None:
+    """dump() writes sizes in their largest exact unit, strings for env and device ids, and no defaults."""
+    assert load_spec(minimal_with(container=container)).dump()["container"] == normal
+
+
+def test_dump_leaves_out_default_tuning() -> None:
+    """The tuning keys appear only when set; drain_timeout is written as the whole number it is."""
+    dumped = load_spec(minimal_with(drain_timeout=600.0, reconcile_interval=30)).dump()
+    assert set(dumped) == set(MINIMAL) and dumped["drain_timeout"] == 600
+    assert isinstance(dumped["drain_timeout"], int)
+
+
+def test_dumps_is_the_spec_file() -> None:
+    """dumps() is the JSON the manager reads: indented by two, keys sorted."""
+    spec = load_spec(BASE)
+    assert spec.dumps() == json.dumps(spec.dump(), indent=2, sort_keys=True)
+
+
+def test_a_manager_refuses_a_spec_without_image() -> None:
+    """Without an image, load_spec refuses the spec (field image) unless told the image comes later."""
+    data = minimal_with()
+    del data["image"]
+    with pytest.raises(SpecError, match="pulumi up") as info:
+        load_spec(data)
+    assert info.value.field == "image"
+    assert load_spec(data, require_image=False).image is None
+
+
+def test_with_image_fills_in_the_image() -> None:
+    """with_image returns the spec with the image and leaves the original as it was."""
+    draft = load_spec(minimal_with(image=None), require_image=False)
+    spec = draft.with_image("sha256:def")
+    assert spec.image == "sha256:def" and draft.image is None
+    assert spec == load_spec(minimal_with(image="sha256:def"))
+    assert draft.runner_hash() != spec.runner_hash()
+
+
+@pytest.mark.parametrize("image", ["", "  "])
+def test_with_image_refuses_an_empty_image(image: str) -> None:
+    """An empty image id is refused, naming the field."""
+    with pytest.raises(SpecError) as info:
+        load_spec(MINIMAL).with_image(image)
+    assert info.value.field == "image"
