@@ -1,0 +1,109 @@
+"""The pool spec the program hands each manager: built once per pool and host, written byte for byte as before."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+from typing import Any
+
+import pulumi
+import pytest
+from unit_helpers import ROOT, base, load_stack_yaml
+
+from components import RunnerPool, parse_config
+from components.config import FleetConfig, PoolConfig
+from pool_manager.spec import PoolSpec, load_spec
+
+STACK_FILES = sorted(glob.glob(os.path.join(ROOT, "examples", "*.yaml"))) + [os.path.join(ROOT, "Pulumi.sandbox.yaml")]
+IMAGE = "sha256:0123abcd"
+
+
+def _legacy_document(fleet: FleetConfig, pool: PoolConfig, host: str, image: str) -> dict[str, Any]:
+    """The spec as the program hand-built it before PoolSpec.dump() (the pinned reference)."""
+    return {
+        "pool": pool.name, "stack": fleet.stack, "host": host, "scope_url": fleet.github.scope_url,
+        "api_url": fleet.github.api_url, "name_prefix": pool.name_prefix(fleet.stack, host),
+        "labels": list(pool.labels), "runner_group": pool.runner_group, "slots": pool.slots, "image": image,
+        "container": dict(pool.container), "drain_timeout": pool.drain_timeout, "metrics_port": pool.metrics_port,
+    }
+
+
+def _stacks() -> list[tuple[str, dict[str, Any], list[str]]]:
+    stacks = [(os.path.basename(path), *load_stack_yaml(path)) for path in STACK_FILES]
+    return [*stacks, ("unit base", base(), ["ghr:github"])]
+
+
+@pytest.mark.parametrize(("name", "raw", "secrets"), _stacks(), ids=[s[0] for s in _stacks()])
+def test_spec_file_is_byte_for_byte_what_it_was(name: str, raw: dict[str, Any], secrets: list[str]) -> None:
+    """For every documented stack, the manager's spec file is unchanged: deployed stacks see no diff."""
+    fleet = parse_config(raw, "example", secrets)
+    for pool in fleet.pools:
+        for host in pool.hosts:
+            before = json.dumps(_legacy_document(fleet, pool, host, IMAGE), indent=2, sort_keys=True)
+            assert fleet.spec(pool.name, host).with_image(IMAGE).dumps() == before
+
+
+def test_config_builds_a_spec_per_pool_and_host_without_image() -> None:
+    """parse_config holds one validated PoolSpec per pool and host; the image is left to deploy."""
+    raw = base()
+    raw["hosts"].append({"name": "remote", "url": "tcp://10.0.0.2:2375"})
+    raw["pools"][0]["hosts"] = ["local", "remote"]
+    fleet = parse_config(raw, "dev", ["ghr:github"])
+    assert set(fleet.specs) == {("cpu", "local"), ("cpu", "remote")}
+    spec = fleet.spec("cpu", "remote")
+    assert isinstance(spec, PoolSpec) and spec.image is None
+    assert (spec.host, spec.name_prefix, spec.labels) == ("remote", "dev-cpu-remote", ("self-hosted", "linux"))
+    assert load_spec(spec.dump(), require_image=False) == spec
+
+
+def test_a_spec_refusal_is_reported_once_under_its_config_key() -> None:
+    """A bad container setting on a pool with two hosts is one problem, at ghr:pools[i].container.<key>."""
+    from components import ConfigError
+
+    raw = base()
+    raw["hosts"].append({"name": "remote", "url": "tcp://10.0.0.2:2375"})
+    raw["pools"][0]["hosts"] = ["local", "remote"]
+    raw["pools"][0]["container"] = {"memory": "lots"}
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw, "dev", ["ghr:github"])
+    assert info.value.paths == ["ghr:pools[0].container.memory"]
+
+
+def _uploaded_spec(mocks: Any) -> str:
+    (manager,) = mocks.of_type("dynamic/docker:Container")
+    uploads = manager.inputs["uploads"]
+    if isinstance(uploads, dict) and "value" in uploads:
+        uploads = uploads["value"]
+    return str({u["path"]: u for u in uploads}["/etc/ghr/pool.json"]["content"])
+
+
+@pulumi.runtime.test
+def test_runner_pool_writes_the_spec_with_the_runner_image(mocks):
+    """RunnerPool writes spec.with_image(runner image id).dumps() into the manager, nothing else."""
+    fleet = parse_config(base(), "unit", ["ghr:github"])
+    spec = fleet.spec("cpu", "local")
+    pool = RunnerPool("p", {"spec": spec, "runner_image": IMAGE, "manager_image": "sha256:m",
+                            "host": {"url": "unix:///var/run/docker.sock"}, "socket_path": "/var/run/docker.sock",
+                            "credentials_file": "{}"})
+
+    def check(_):
+        assert _uploaded_spec(mocks) == spec.with_image(IMAGE).dumps()
+        (reg,) = mocks.of_type("dynamic/ghr:RunnerRegistration")
+        assert reg.inputs["labels"] == list(spec.labels) and reg.inputs["runner_group"] == spec.runner_group
+        assert reg.inputs["drain_timeout"] == 600
+
+    return pulumi.Output.all(pool.manager_container, pool.registration).apply(check)
+
+
+@pytest.mark.parametrize(("make_spec", "error"), [
+    (lambda spec: spec.dump(), TypeError),
+    (lambda spec: spec.with_image("sha256:x"), ValueError),
+], ids=["not a PoolSpec", "image already set"])
+def test_runner_pool_refuses_a_spec_it_cannot_use(mocks, make_spec: Any, error: type[Exception]) -> None:
+    """RunnerPool takes a PoolSpec without image (the runner image comes from its own argument)."""
+    spec = make_spec(parse_config(base(), "unit", ["ghr:github"]).spec("cpu", "local"))
+    with pytest.raises(error, match="spec"):
+        RunnerPool("p", {"spec": spec, "runner_image": IMAGE, "manager_image": "sha256:m",
+                         "host": {"url": "unix:///var/run/docker.sock"}, "socket_path": "/var/run/docker.sock",
+                         "credentials_file": "{}"})
