@@ -17,17 +17,14 @@ from __future__ import annotations
 
 import dataclasses
 import random
-import re
 import secrets
 import string
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import docker
-import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import Mount
 
@@ -35,7 +32,12 @@ from github_client import GitHubClient, GitHubError, RateLimited, Runner, Unproc
 
 from . import _containers as C
 from ._backoff import Backoff
+from ._box import Box, outcome
+from ._drain import drain
+from ._errors import PoolError, classify, start_error
+from ._events import EventWatcher
 from ._log import event
+from ._recovery import Recovery, light_github_probe
 from .credentials import CredentialsError
 from .metrics import Health, Metrics
 from .spec import PoolSpec, SpecError, load_spec
@@ -43,52 +45,8 @@ from .spec import PoolSpec, SpecError, load_spec
 __all__ = ["PoolManager", "PoolError"]
 
 _ALPHABET = string.ascii_lowercase + string.digits
-_EXIT_CODE = re.compile(r"Exited \((-?\d+)\)")
-
-
-class PoolError(Exception):
-    """A failure of one pass, with a `kind` for metrics and a message that says what to do."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-
-
-@dataclass(frozen=True)
-class _Box:
-    """One runner container as `docker ps -a` lists it."""
-
-    id: str
-    name: str
-    slot: int
-    runner_id: int | None
-    runner_name: str
-    state: str  # created | running | exited | dead | removing | paused | restarting
-    exit_code: int | None
-    created: float
-    spec_hash: str = ""  # "" for a container made before runners carried the label
-
-    @property
-    def live(self) -> bool:
-        return self.state in ("running", "restarting", "paused", "removing")
-
-    @classmethod
-    def from_api(cls, item: dict[str, Any]) -> _Box:
-        labels = item.get("Labels") or {}
-        match = _EXIT_CODE.search(item.get("Status") or "")
-        rid = labels.get(C.RUNNER_ID, "")
-        slot = labels.get(C.SLOT, "")
-        return cls(
-            id=item["Id"],
-            name=(item.get("Names") or ["/?"])[0].lstrip("/"),
-            slot=int(slot) if slot.isdigit() else -1,
-            runner_id=int(rid) if rid.isdigit() else None,
-            runner_name=labels.get(C.RUNNER_NAME, ""),
-            state=item.get("State") or "unknown",
-            exit_code=int(match.group(1)) if match else None,
-            created=float(item.get("Created") or 0),
-            spec_hash=labels.get(C.SPEC_HASH, ""),
-        )
+_Box = Box  # the name before the split into modules
+DEGRADED_WINDOW = 60.0  # seconds a slow, faulty or retried API answer keeps the manager `degraded`
 
 
 class PoolManager:
@@ -106,9 +64,13 @@ class PoolManager:
         rng: random.Random | None = None,
         spec_source: Callable[[], Mapping[str, Any]] | None = None,
         github_source: Callable[[PoolSpec], GitHubClient | None] | None = None,
+        probe_interval: float = 2.0,
+        github_probe: Callable[[], object] | None = None,
     ) -> None:
         """`spec_source` returns the spec as parsed JSON for a reload (raise SpecError if
-        unreadable); `github_source` returns a new client when the credentials changed, else None."""
+        unreadable); `github_source` returns a new client when the credentials changed, else None.
+        `probe_interval`: seconds between recovery probes during a longer backoff (`_recovery`);
+        `github_probe` replaces the default GitHub probe (one bounded GET) in tests."""
         self.spec = spec
         self.github = github
         self.metrics = metrics or Metrics(spec.pool)
@@ -119,8 +81,11 @@ class PoolManager:
         self._docker_factory = docker_factory or (lambda: docker.from_env(timeout=60))
         self._dc: docker.DockerClient | None = None
         self._wake = threading.Event()
-        self._died: dict[str, int] = {}  # container id -> exit code, from the event stream
-        self._died_lock = threading.Lock()
+        self._watcher = EventWatcher(self._docker_factory, C.pool_label_filter(spec), pool=spec.pool,
+                                     stop=self.stop, on_event=self.wake, on_lost=self._engine_went_away)
+        self._engine_lost = False  # set while die events may have been missed (see `_boxes`)
+        self._interrupted: set[str] = set()  # ids of containers an engine outage stopped
+        self.drain_poll = 2.0  # seconds between drain passes while busy runners finish
         self._rng = rng
         self._backoff = Backoff(spec.backoff_initial, spec.backoff_max, rng)
         self._spec_source = spec_source
@@ -133,6 +98,11 @@ class PoolManager:
         self._pattern = spec.runner_name_pattern()
         self._filters = {"label": C.pool_label_filter(spec)}
         self._draining = False
+        self._reconciled = False  # True after the first successful full pass (health leaves `starting`)
+        self._github_probe = github_probe
+        self._light: tuple[GitHubClient, Callable[[], object]] | None = None
+        self._recovery = Recovery({"github": self._probe_github, "docker": self._probe_docker},
+                                  interval=probe_interval, metrics=self.metrics, pool=spec.pool)
         self.metrics.slots.set(spec.slots)
         self.health.update(spec_hash=self._hash)
 
@@ -147,19 +117,40 @@ class PoolManager:
             event("docker_connected", pool=self.spec.pool)
         return self._dc
 
-    def _boxes(self) -> list[_Box]:
-        items = self._docker().api.containers(all=True, filters=self._filters)
-        boxes = [_Box.from_api(item) for item in items]
-        # The engine's container list lags its `die` events by up to a few hundred ms: trust the event.
-        with self._died_lock:
-            listed = {b.id for b in boxes}
-            for cid in [c for c in self._died if c not in listed]:
-                del self._died[cid]
-            died = dict(self._died)
-        return [dataclasses.replace(b, state="exited", exit_code=died[b.id]) if b.id in died and b.live else b
-                for b in boxes]
+    def _engine_went_away(self) -> None:
+        """The event stream broke: deaths may go unseen until it is back; look at the engine now."""
+        self._engine_lost = True
+        self.wake()
 
-    def _remove(self, box: _Box, outcome: str) -> None:
+    def _boxes(self) -> list[Box]:
+        """The pool's containers; each marked `interrupted` if an engine outage stopped it.
+
+        The rule: a runner normally ends with a `die` event that the watcher sees. A container
+        found exited or dead *without* one, while the manager had lost the engine (event stream
+        broken or a pass failed on Docker) and until the stream is back, was stopped by the
+        engine going away, not by its runner finishing a job: it counts as `interrupted` (and
+        its registration is deleted), whatever its exit code. A manager that starts fresh adopts
+        exited containers by their exit code as before."""
+        stream_up = self._watcher.connected.is_set()  # before listing: a death after it has its event
+        items = self._docker().api.containers(all=True, filters=self._filters)
+        boxes = [Box.from_api(item) for item in items]
+        # The engine's container list lags its `die` events by up to a few hundred ms: trust the event.
+        died = self._watcher.died(b.id for b in boxes)
+        if self._engine_lost:
+            self._interrupted.update(b.id for b in boxes if b.state in ("exited", "dead") and b.id not in died)
+            if stream_up:
+                self._engine_lost = False
+        self._interrupted.intersection_update(b.id for b in boxes)
+        out = []
+        for b in boxes:
+            if b.id in died and b.live:
+                b = dataclasses.replace(b, state="exited", exit_code=died[b.id])
+            if b.id in self._interrupted:
+                b = dataclasses.replace(b, interrupted=True)
+            out.append(b)
+        return out
+
+    def _remove(self, box: Box, outcome: str) -> None:
         try:
             self._docker().api.remove_container(box.id, force=True, v=True)  # v: a hardened runner's /run/ghr volume
         except NotFound:
@@ -188,8 +179,8 @@ class PoolManager:
 
     # -- the passes -----------------------------------------------------------------
 
-    def _finish_exited(self, boxes: list[_Box], registrations: dict[str, Runner] | None,
-                       defer: list[_Box] | None = None) -> list[_Box]:
+    def _finish_exited(self, boxes: list[Box], registrations: dict[str, Runner] | None,
+                       defer: list[Box] | None = None) -> list[Box]:
         """Deregister containers that are done and remove them (or append them to `defer`, to
         remove after the refill); return the ones still holding a slot."""
         kept = []
@@ -202,16 +193,16 @@ class PoolManager:
                 reg = registrations.get(box.runner_name)
                 if reg is not None:
                     self._delete_registration(reg.id, box.runner_name, f"container {box.state}")
-            elif box.exit_code != 0:
+            elif box.exit_code != 0 or box.interrupted:
                 # Exit 0 is an ephemeral runner whose job is done: GitHub already deleted it.
                 self._delete_registration(box.runner_id, box.runner_name, f"container {box.state} ({box.exit_code})")
             if defer is not None:
                 defer.append(box)
             else:
-                self._remove(box, _outcome(box))
+                self._remove(box, outcome(box))
         return kept
 
-    def _sweep(self, boxes: list[_Box], registrations: dict[str, Runner]) -> None:
+    def _sweep(self, boxes: list[Box], registrations: dict[str, Runner]) -> None:
         """Orphans both ways: registrations without a container, containers without a registration."""
         now = time.time()
         names = {b.runner_name for b in boxes}
@@ -246,19 +237,22 @@ class PoolManager:
         """One pass: finish exited runners, (full: sweep orphans), then fill empty slots."""
         boxes = self._boxes()
         registrations = self._registrations() if full else None
-        done: list[_Box] = []
+        done: list[Box] = []
         try:
             boxes = self._finish_exited(boxes, registrations, defer=done)
             self._fill(boxes, registrations)
         finally:
             for box in done:  # after the refill: the replacement does not wait for the removal
-                self._remove(box, _outcome(box))
+                self._remove(box, outcome(box))
 
-    def _fill(self, boxes: list[_Box], registrations: dict[str, Runner] | None) -> None:
+    def _fill(self, boxes: list[Box], registrations: dict[str, Runner] | None) -> None:
         if registrations is not None:
             self._sweep(boxes, registrations)
             boxes = [b for b in self._boxes() if b.live]
             self._report(boxes, registrations)
+            if not self._reconciled:  # the first reconcile: leave `starting` even if the fill takes long
+                self._reconciled = True
+                self._healthy()
             if not self._draining:
                 boxes = self._retire_stale(boxes, registrations)
         surplus = [b for b in boxes if b.slot >= self.spec.slots or b.slot < 0]
@@ -276,7 +270,7 @@ class PoolManager:
                     return
                 self._start_runner(slot, group_id)
 
-    def _retire_stale(self, boxes: list[_Box], registrations: dict[str, Runner]) -> list[_Box]:
+    def _retire_stale(self, boxes: list[Box], registrations: dict[str, Runner]) -> list[Box]:
         """Remove idle runners made from an older spec (registration first: GitHub refuses if a
         job has it); busy ones are left to finish. Returns the boxes still holding a slot."""
         if any(b.spec_hash != self._hash for b in boxes):
@@ -292,11 +286,19 @@ class PoolManager:
                 kept.append(box)
         return kept
 
+    @property
+    def _image(self) -> str:
+        image = self.spec.image
+        if image is None:  # load_spec refuses this for a manager; a guard for specs built in code
+            raise PoolError("image", "the pool spec names no runner image; the Pulumi program sets it at deploy")
+        return image
+
     def _check_image(self) -> None:
+        image = self._image
         try:
-            self._docker().api.inspect_image(self.spec.image)
+            self._docker().api.inspect_image(image)  # type: ignore[no-untyped-call]  # untyped in docker's SDK
         except ImageNotFound:
-            raise PoolError("image", f"image {self.spec.image!r} is not on this Docker engine; build it there"
+            raise PoolError("image", f"image {image!r} is not on this Docker engine; build it there"
                             " (pulumi up builds it on each host) or fix the pool's image") from None
 
     def _ensure_caches(self) -> None:
@@ -310,7 +312,7 @@ class PoolManager:
                 dc.api.inspect_volume(vol.source)
             except NotFound:
                 dc.volumes.create(vol.source, labels=C.cache_volume_labels(self.spec))
-                dc.containers.run(self.spec.image, entrypoint=["chown", f"{C.RUNNER_UID}:{C.RUNNER_GID}", "/cache"],
+                dc.containers.run(self._image, entrypoint=["chown", f"{C.RUNNER_UID}:{C.RUNNER_GID}", "/cache"],
                                   user="0", network_mode="none", remove=True,
                                   labels={C.ROLE: "init", C.STACK: self.spec.stack},
                                   mounts=[Mount(target="/cache", source=vol.source, type="volume")])
@@ -341,12 +343,12 @@ class PoolManager:
                 self._delete_registration(runner_id, name, "start failed")
             except GitHubError:
                 pass  # the next full pass sweeps it
-            raise _start_error(exc, self.spec.image) from exc
+            raise start_error(exc, self.spec.image or "?") from exc
         self.metrics.starts.inc()
         event("runner_started", pool=self.spec.pool, slot=slot, runner=name, runner_id=runner_id,
               container=(container_id or "")[:12])
 
-    def _report(self, boxes: list[_Box], registrations: dict[str, Runner]) -> None:
+    def _report(self, boxes: list[Box], registrations: dict[str, Runner]) -> None:
         idle = busy = starting = 0
         for box in boxes:
             reg = registrations.get(box.runner_name)
@@ -368,9 +370,10 @@ class PoolManager:
     # -- failure handling -----------------------------------------------------------
 
     def _failed(self, exc: BaseException) -> float:
-        kind, message = _classify(exc)
+        kind, message = classify(exc)
         if kind == "docker":
             self._dc = None  # reconnect next time
+            self._engine_lost = True
         delay = self._backoff.next()
         if isinstance(exc, RateLimited) and exc.retry_at is not None:
             delay = max(delay, min(exc.retry_at.timestamp() - time.time(), 3600.0))
@@ -379,19 +382,44 @@ class PoolManager:
         self.metrics.last_error.labels(kind=kind).set(now)
         self.metrics.healthy.set(0)
         self.metrics.backoff.set(delay)
-        self.health.update(ok=False, state="draining" if self._draining else "degraded", last_error=message,
-                           last_error_kind=kind, last_error_at=now)
+        state = "draining" if self._draining else kind if kind in ("github", "docker") else "error"
+        self.health.set_state(state, ok=False, last_error=message, last_error_kind=kind, last_error_at=now)
         event("pass_failed", level=40, pool=self.spec.pool, kind=kind, error=message,
               retry_in=f"{delay:.2f}", failures=self._backoff.failures)
+        self._recovery.arm(kind, time.monotonic() + delay, exc)
         return delay
 
     def _succeeded(self) -> None:
         if self._backoff.failures:
             event("recovered", pool=self.spec.pool, after_failures=self._backoff.failures)
         self._backoff.reset()
+        self._recovery.disarm()
         self.metrics.healthy.set(1)
         self.metrics.backoff.set(0)
-        self.health.update(ok=True, state="draining" if self._draining else "ok", last_success_at=time.time())
+        if self._reconciled or self._draining:
+            self._healthy()
+        else:  # a fast pass worked, but nothing was compared with GitHub yet
+            self.health.update(last_success_at=time.time())
+
+    def _healthy(self) -> None:
+        """`ok`, or `degraded` while recent GitHub answers were slow, faults or retried."""
+        now = time.time()
+        why = self.metrics.api_trouble(now - max(DEGRADED_WINDOW, 2 * self.spec.reconcile_interval))
+        state = "draining" if self._draining else "degraded" if why else "ok"
+        self.health.set_state(state, ok=True, degraded_reason=why, last_success_at=now)
+
+    # -- recovery probes (see _recovery) -------------------------------------------------
+
+    def _probe_github(self) -> object:
+        if self._github_probe is not None:
+            return self._github_probe()
+        if self._light is None or self._light[0] is not self.github:
+            name = f"{self.spec.name_prefix}-probe"  # never a runner's name: runners are <prefix>-<slot>-<random>
+            self._light = (self.github, light_github_probe(self.github, name, self.metrics.observe_request))
+        return self._light[1]()
+
+    def _probe_docker(self) -> object:
+        return self._docker_factory().ping()
 
     # -- reload (SIGHUP) -------------------------------------------------------------
 
@@ -423,7 +451,7 @@ class PoolManager:
             self._reload_failed("credentials", str(exc))
             return False
         except Exception as exc:  # the engine, when checking a new runtime
-            self._reload_failed("spec", _classify(exc)[1])
+            self._reload_failed("spec", classify(exc)[1])
             return False
         old, self.spec = self.spec, new
         changed = [f.name for f in dataclasses.fields(PoolSpec) if getattr(old, f.name) != getattr(new, f.name)]
@@ -461,8 +489,7 @@ class PoolManager:
         """Run until `stop` is set, then drain. Returns the process exit code (2: bad spec)."""
         event("manager_started", pool=self.spec.pool, stack=self.spec.stack, host=self.spec.host,
               slots=self.spec.slots, image=self.spec.image, scope=self.spec.scope_url)
-        watcher = threading.Thread(target=self._watch_events, name="ghr-events", daemon=True)
-        watcher.start()
+        self._watcher.start()
         next_full = 0.0
         not_before = 0.0
         while not self.stop.is_set():
@@ -471,6 +498,8 @@ class PoolManager:
                 if self.reload():
                     next_full = not_before = 0.0  # converge on the new spec now
             now = time.monotonic()
+            if now < not_before and self._recovery.due(now) and self._recovery.probe():
+                now = not_before = next_full = time.monotonic()  # it answers again: do not sleep out the backoff
             if now >= not_before:
                 full = now >= next_full
                 try:
@@ -487,103 +516,35 @@ class PoolManager:
                     self._succeeded()
                     if full:
                         next_full = time.monotonic() + self.spec.reconcile_interval
-            # Sleep until the next full pass (or the end of the backoff); a container's death
-            # wakes us earlier for a fast pass, but never before the backoff has run out.
-            self._wake.wait(timeout=max(0.05, max(not_before, next_full) - time.monotonic()))
-            self._wake.clear()
+            # Sleep until the next full pass (or the end of the backoff, or the next recovery probe);
+            # a container's death wakes us earlier for a fast pass, but never before the backoff has run out.
+            until = max(not_before, next_full)
+            probe_at = self._recovery.next_at()
+            if probe_at is not None:
+                until = min(until, probe_at)
+            self.sleep(max(0.05, until - time.monotonic()))
         if self.fatal is not None:
-            self.health.update(ok=False, state="stopped", last_error=str(self.fatal), last_error_kind="spec")
+            self.health.set_state("stopped", ok=False, last_error=str(self.fatal), last_error_kind="spec")
             return 2
         self.drain()
         return 0
-
-    def _watch_events(self) -> None:
-        """Wake the loop on every `die` of one of the pool's containers; reconnect with backoff."""
-        backoff = Backoff(0.5, 30.0)
-        filters = {"type": "container", "event": ["die"], "label": self._filters["label"]}
-        while not self.stop.is_set():
-            stream = None
-            try:
-                stream = self._docker_factory().api.events(decode=True, filters=filters)
-                self._stream = stream
-                backoff.reset()
-                for item in stream:
-                    code = (item.get("Actor") or {}).get("Attributes", {}).get("exitCode", "")
-                    cid = item.get("id") or (item.get("Actor") or {}).get("ID")
-                    if cid:
-                        with self._died_lock:
-                            self._died[cid] = int(code) if code.lstrip("-").isdigit() else -1
-                    self._wake.set()
-                    if self.stop.is_set():
-                        break
-            except Exception as exc:  # engine gone: the main loop reports it; just retry quietly
-                event("events_stream_lost", level=30, pool=self.spec.pool, error=type(exc).__name__)
-            finally:
-                if stream is not None:
-                    try:
-                        stream.close()
-                    except Exception:
-                        pass
-            self.stop.wait(backoff.next())
 
     def request_stop(self) -> None:
         """SIGTERM: stop creating runners, then `run` drains and returns."""
         self.stop.set()
         self._wake.set()
-        stream = getattr(self, "_stream", None)
-        if stream is not None:
-            try:
-                stream.close()
-            except Exception:
-                pass
+        self._watcher.close()
 
     # -- drain ----------------------------------------------------------------------
 
     def drain(self) -> None:
-        """Remove idle runners now; let busy ones finish up to `drain_timeout`; then force the rest."""
-        self._draining = True
-        self.metrics.draining.set(1)
-        self.health.update(state="draining")
-        deadline = time.monotonic() + self.spec.drain_timeout
-        event("drain_started", pool=self.spec.pool, timeout=self.spec.drain_timeout)
-        backoff = Backoff(min(1.0, self.spec.backoff_initial), min(10.0, self.spec.backoff_max))
-        remaining: list[_Box] = []
-        while time.monotonic() < deadline:
-            try:
-                boxes = self._boxes()
-                registrations = self._registrations()
-                remaining = self._finish_exited(boxes, registrations)
-                for box in list(remaining):
-                    reg = registrations.get(box.runner_name)
-                    if reg is None or (not reg.busy and self._delete_registration(reg.id, box.runner_name, "drain")):
-                        # Deleting first is the race-free idle check: GitHub refuses (422) if a job has it.
-                        self._remove(box, "drained")
-                        remaining.remove(box)
-                backoff.reset()
-            except Exception as exc:
-                kind, message = _classify(exc)
-                event("drain_pass_failed", level=40, pool=self.spec.pool, kind=kind, error=message)
-                if kind == "docker":
-                    self._dc = None
-                self._wake.wait(min(backoff.next(), max(0.0, deadline - time.monotonic())))
-                self._wake.clear()
-                continue
-            if not remaining:
-                break
-            event("drain_waiting", pool=self.spec.pool, busy=len(remaining),
-                  left=f"{deadline - time.monotonic():.0f}")
-            self._wake.wait(min(2.0, max(0.0, deadline - time.monotonic())))
-            self._wake.clear()
-        for box in remaining:  # drain timeout: jobs are cut off
-            try:
-                self._remove(box, "drain_timeout")
-                self._delete_registration(box.runner_id, box.runner_name, "drain timeout")
-            except Exception as exc:
-                event("drain_cleanup_failed", level=40, pool=self.spec.pool, runner=box.runner_name,
-                      error=_classify(exc)[1])
-        self.metrics.draining.set(0)
-        self.health.update(ok=False, state="stopped")
-        event("drain_finished", pool=self.spec.pool, cut_off=len(remaining))
+        """Remove idle runners now; let busy ones finish up to `drain_timeout`; then force the rest (`_drain`)."""
+        drain(self)
+
+    def sleep(self, seconds: float) -> None:
+        """Wait `seconds`, or less if a container dies or a signal comes (`wake`)."""
+        self._wake.wait(seconds)
+        self._wake.clear()
 
 
 def _check_runtime(dc: docker.DockerClient, spec: PoolSpec) -> None:
@@ -596,36 +557,3 @@ def _check_runtime(dc: docker.DockerClient, spec: PoolSpec) -> None:
                             f" (it has: {known}); install it or pick one of those")
 
 
-def _outcome(box: _Box) -> str:
-    return "done" if box.exit_code == 0 else ("unstarted" if box.state == "created" else "failed")
-
-
-def _start_error(exc: Exception, image: str) -> Exception:
-    text = str(exc)
-    if isinstance(exc, APIError) and ("device driver" in text or "nvidia" in text.lower() or "gpu" in text.lower()):
-        return PoolError("gpu", "the Docker engine refused the GPU request (" + _short(exc) + "); install the NVIDIA"
-                         " container toolkit on this host, or remove container.gpus from the pool")
-    if isinstance(exc, ImageNotFound):
-        return PoolError("image", f"image {image!r} is not on this Docker engine; build it there")
-    if isinstance(exc, APIError):
-        return PoolError("start", "the Docker engine refused the runner container (" + _short(exc) + ")")
-    return exc
-
-
-def _short(exc: BaseException) -> str:
-    if isinstance(exc, APIError) and exc.explanation:
-        text = str(exc.explanation)
-    else:
-        text = str(exc)
-    return text.strip().replace("\n", " ")[:300]
-
-
-def _classify(exc: BaseException) -> tuple[str, str]:
-    if isinstance(exc, PoolError):
-        return exc.kind, str(exc)
-    if isinstance(exc, GitHubError):
-        return "github", f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, (DockerException, requests.exceptions.RequestException)):
-        return "docker", f"Docker engine: {type(exc).__name__}: {_short(exc)}; check the engine is running and" \
-                         " its socket is mounted into the manager"
-    return "internal", f"{type(exc).__name__}: {_short(exc)}"

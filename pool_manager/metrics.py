@@ -2,6 +2,11 @@
 
 Each manager owns its own `CollectorRegistry`, so several managers can live in one process
 (tests) without clashing.
+
+GitHub API attempts are counted by `observe_request` (the GitHub client's `on_request` hook):
+by call kind, status class (`2xx`, `3xx`, `4xx`, `5xx`, `none` when no answer came) and fault
+kind (`secondary`, `primary`, `5xx`, `connection`, `none`); retries the client absorbed are
+counted apart, so a storm the retries hid still shows. `/healthz` states: see `Health`.
 """
 
 from __future__ import annotations
@@ -13,9 +18,19 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-__all__ = ["Health", "Metrics", "serve"]
+__all__ = ["Health", "Metrics", "serve", "status_class"]
+
+SLOW_CALL = 2.0  # seconds: an API answer slower than this makes the manager `degraded`
+FAULTS = ("secondary", "primary", "5xx", "connection")
+
+
+def status_class(status: int | None) -> str:
+    """`2xx` .. `5xx` for an HTTP status, `none` when no answer came back."""
+    if status is None:
+        return "none"
+    return f"{status // 100}xx" if 100 <= status < 600 else "other"
 
 
 class Metrics:
@@ -29,7 +44,16 @@ class Metrics:
                              ["outcome"], registry=r)
         self.failures = Counter("ghr_pool_failures", "Failures by kind (github, docker, image, start, ...).",
                                 ["kind"], registry=r)
-        self.api_calls = Counter("ghr_github_api_calls", "GitHub API HTTP attempts by kind.", ["kind"], registry=r)
+        self.api_calls = Counter("ghr_github_api_calls", "GitHub API HTTP attempts by call kind, status class"
+                                 " (2xx..5xx, none: no answer) and fault (secondary, primary, 5xx, connection, none).",
+                                 ["kind", "status", "fault"], registry=r)
+        self.api_retries = Counter("ghr_github_api_retries", "GitHub API attempts that were retries inside the"
+                                   " client (absorbed faults).", ["kind"], registry=r)
+        self.api_duration = Histogram("ghr_github_api_duration_seconds", "Duration of each GitHub API attempt.",
+                                      buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0), registry=r)
+        self.recovery_probes = Counter("ghr_pool_recovery_probes", "Cheap probes of a failed dependency during a"
+                                       " backoff, by dependency and result (ok, failed).", ["kind", "result"],
+                                       registry=r)
         self.orphans = Counter("ghr_pool_orphans_removed", "Orphans removed, by what was left over.",
                                ["what"], registry=r)
         self.last_error = Gauge("ghr_pool_last_error_timestamp_seconds",
@@ -46,16 +70,61 @@ class Metrics:
         for state in ("idle", "busy", "starting"):
             self.runners.labels(state=state).set(0)
         self.pool = pool
+        self._trouble_lock = threading.Lock()
+        self._trouble_at: float | None = None  # last API answer that was slow, retried or a fault
+        self._trouble: str | None = None
+
+    def observe_request(self, ev: Any) -> None:
+        """The GitHub client's `on_request` hook: one call per HTTP attempt (github_client.RequestEvent)."""
+        kind = str(getattr(ev, "kind", "") or "other")
+        status = getattr(ev, "status", None)
+        fault = getattr(ev, "fault", None)
+        if fault is None and status is None:
+            fault = "connection"
+        retry = getattr(ev, "retry", None)
+        if retry is None:
+            retry = int(getattr(ev, "attempt", 1) or 1) > 1
+        duration = float(getattr(ev, "duration", 0.0) or 0.0)
+        self.api_calls.labels(kind=kind, status=status_class(status), fault=fault or "none").inc()
+        if retry:
+            self.api_retries.labels(kind=kind).inc()
+        self.api_duration.observe(duration)
+        why = (f"{fault} answer to {kind}" if fault else f"{kind} retried" if retry
+               else f"{kind} took {duration:.1f} s" if duration >= SLOW_CALL else None)
+        if why is not None:
+            with self._trouble_lock:
+                self._trouble_at, self._trouble = time.time(), why
+
+    def api_trouble(self, since: float) -> str | None:
+        """What made the API slow or faulty since `since` (unix time), or None if it was not."""
+        with self._trouble_lock:
+            if self._trouble_at is not None and self._trouble_at >= since:
+                return self._trouble
+            return None
 
 
 @dataclass
 class Health:
-    """What `/healthz` reports. Written by the manager loop, read by the HTTP thread."""
+    """What `/healthz` reports. Written by the manager loop, read by the HTTP thread.
+
+    `state`, and `since` (unix time) when it began:
+    - `starting`: until the first successful reconcile (registrations listed and compared);
+    - `ok`: the last pass succeeded and GitHub answered promptly, without faults or retries;
+    - `degraded`: still working, but within the last minute an answer was slow (> SLOW_CALL), a
+      fault, or a retry the client absorbed (`degraded_reason` says which);
+    - `github`, `docker`: the last pass failed because GitHub or the Docker engine did not answer
+      (or refused); `error`: it failed for another reason (image, start, gpu, internal: see
+      `last_error_kind`);
+    - `draining`, `stopped`: after SIGTERM.
+    `ok` (HTTP 200) is true for `ok` and `degraded`, else false (503).
+    """
 
     pool: str
     slots: int = 0
     ok: bool = False
-    state: str = "starting"  # starting | ok | degraded | draining | stopped
+    state: str = "starting"  # starting | ok | degraded | github | docker | error | draining | stopped
+    since: float = field(default_factory=time.time)
+    degraded_reason: str | None = None
     idle: int = 0
     busy: int = 0
     starting: int = 0
@@ -73,6 +142,15 @@ class Health:
 
     def update(self, **values: Any) -> None:
         with self._lock:
+            for key, value in values.items():
+                setattr(self, key, value)
+
+    def set_state(self, state: str, **values: Any) -> None:
+        """Move to `state` (`since` changes only when the state does) and update other fields."""
+        with self._lock:
+            if state != self.state:
+                self.state = state
+                self.since = time.time()
             for key, value in values.items():
                 setattr(self, key, value)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import sys
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,8 +16,7 @@ from typing import Any
 import docker
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from mgr_helpers import BASE_IMAGE, REPO, build_image, ensure_runner_image, make_spec  # noqa: E402
+from tests.manager.mgr_helpers import BASE_IMAGE, REPO, build_image, ensure_runner_image, make_spec
 
 HOST_CA_DIR = Path("/usr/local/share/ca-certificates")
 
@@ -118,3 +116,16 @@ def new_spec(emulator: Any, docker_client: docker.DockerClient, runner_image: st
                     gh.delete_runner(r.id, missing_ok=True)
                 except Exception:
                     pass
+
+
+# Tests that take any of these fixtures need the Docker engine: marked `docker`, so that
+# `pytest -m "not docker"` runs this folder's fast tests (test_mgr_decisions, units, spec) alone.
+_ENGINE_FIXTURES = {"docker_client", "runner_image", "manager_image", "new_spec"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if item.path.parent == here and fixtures & _ENGINE_FIXTURES:
+            item.add_marker(pytest.mark.docker)

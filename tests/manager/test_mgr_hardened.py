@@ -11,11 +11,11 @@ from typing import Any
 
 import docker
 import pytest
-from mgr_helpers import InProcessManager, make_spec, online_idle, pool_containers
 
 from pool_manager import _containers as C
 from pool_manager import load_spec
 from tests._support.polling import wait_for
+from tests.manager.mgr_helpers import InProcessManager, make_spec, online_idle, pool_containers
 
 # Prints one `key=value` line per check; the second job in the slot reports what it finds of the first.
 PROBE = r"""
@@ -89,9 +89,9 @@ def test_hardened_pool_runs_jobs_on_a_read_only_root(new_spec: Any, emulator: An
             assert fields["container"] == box["Id"], job["output"]
             outputs.append(fields)
             # The manager removes the finished container, and its anonymous volume with it.
-            wait_for(lambda: box["Id"] not in [c["Id"] for c in pool_containers(docker_client, spec)], 60,
+            wait_for(lambda b=box: b["Id"] not in [c["Id"] for c in pool_containers(docker_client, spec)], 60,
                      "the finished job's container removed")
-            wait_for(lambda: not _volume_exists(docker_client, volume), 30, f"volume {volume[:12]} removed")
+            wait_for(lambda v=volume: not _volume_exists(docker_client, v), 30, f"volume {volume[:12]} removed")
             dangling = [v["Name"] for v in docker_client.api.volumes(filters={"dangling": True})["Volumes"] or []]
             assert volume not in dangling
         first, second = outputs
