@@ -53,7 +53,7 @@ def build_github_client(spec: PoolSpec, auth: Auth, metrics: Metrics | None = No
 
     def count(ev: RequestEvent) -> None:
         if metrics is not None:
-            metrics.api_calls.labels(kind=ev.kind).inc()
+            metrics.observe_request(ev)  # by kind, status class and fault; retries; slow answers
 
     return client_from_credentials(auth, spec.scope_url, spec.api_url, timeout=10.0, max_retries=2,
                                    max_wait=min(30.0, spec.backoff_max), user_agent="ghr-pool-manager",
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         credentials_digest = digest
         return client
 
-    manager = PoolManager(spec, github, metrics=metrics, health=health,  # type: ignore[arg-type]
+    manager = PoolManager(spec, github, metrics=metrics, health=health,
                           spec_source=lambda: read_spec_file(args.spec, args.metrics_port),
                           github_source=github_source)  # type: ignore[arg-type]
 
