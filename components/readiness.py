@@ -155,7 +155,7 @@ class RunnerPoolReadyProvider(ResourceProvider):
         name = props.get("manager_container") or ref
         try:
             with client_from_props(props, timeout=30) as dc:
-                c = dc.containers.get(ref)
+                c = dc.containers.get(str(ref))
                 restarts = int(c.attrs.get("RestartCount") or 0)
                 logs = c.logs(tail=LOG_LINES).decode(errors="replace").rstrip()
                 state = f"{c.status}, {restarts} restart(s)"

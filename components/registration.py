@@ -200,7 +200,7 @@ class RunnerRegistrationProvider(ResourceProvider):
 
         if not props.get("docker_host"):
             return
-        filters = {"label": [f"ghr.stack={props['stack']}", f"ghr.pool={props['pool']}",
+        filters: dict[str, str | list[str] | bool] = {"label": [f"ghr.stack={props['stack']}", f"ghr.pool={props['pool']}",
                              f"ghr.host={props['host']}", "ghr.role=runner"]}
         with client_from_props(props, timeout=60) as dc:
             for c in dc.containers.list(all=True, filters=filters):

@@ -11,6 +11,7 @@ kept on the provider object.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shutil
 import subprocess
@@ -40,7 +41,7 @@ def default_host_url() -> str:
     return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
 
 
-def validate_host_spec(url: str, ssh_options: Sequence[str] | None, tls: Mapping[str, Any] | None) -> list[str]:
+def validate_host_spec(url: object, ssh_options: Sequence[str] | None, tls: Mapping[str, Any] | None) -> list[str]:
     """Return problems with a host spec (empty when fine). Pure: no I/O."""
     problems: list[str] = []
     if not isinstance(url, str) or not url:
@@ -88,7 +89,7 @@ class _OptSSHSocket(SSHSocket):
         super().__init__(host)
         self._options = list(options)
 
-    def connect(self, **kwargs: Any) -> None:  # noqa: ARG002
+    def connect(self, *_args: Any, **_kwargs: Any) -> None:
         args = ["ssh"]
         for opt in self._options:
             args += ["-o", opt]
@@ -108,11 +109,11 @@ class _OptSSHSocket(SSHSocket):
 
 class _OptSSHConnection(SSHConnection):
     def __init__(self, timeout: float, host: str, options: Sequence[str]) -> None:
-        super().__init__(ssh_transport=None, timeout=timeout, host=host)
+        super().__init__(ssh_transport=None, timeout=math.ceil(timeout), host=host)
         self._options = options
 
     def connect(self) -> None:
-        sock = _OptSSHSocket(self.ssh_host, self._options)
+        sock = _OptSSHSocket(self.ssh_host or "", self._options)
         sock.settimeout(self.timeout)
         sock.connect()
         self.sock = sock
@@ -120,16 +121,18 @@ class _OptSSHConnection(SSHConnection):
 
 class _OptSSHPool(SSHConnectionPool):
     def __init__(self, timeout: float, maxsize: int, host: str, options: Sequence[str]) -> None:
-        super().__init__(ssh_client=None, timeout=timeout, maxsize=maxsize, host=host)
+        super().__init__(ssh_client=None, timeout=math.ceil(timeout), maxsize=maxsize, host=host)
+        self._timeout = timeout
         self._options = options
 
-    def _new_conn(self) -> _OptSSHConnection:
-        return _OptSSHConnection(self.timeout, self.ssh_host, self._options)
+    # urllib3's stubs want its connection protocol; docker's SSHConnection (an http.client one) serves here.
+    def _new_conn(self) -> _OptSSHConnection:  # type: ignore[override]
+        return _OptSSHConnection(self._timeout, self.ssh_host or "", self._options)
 
 
 class _OptSSHAdapter(SSHHTTPAdapter):
     def __init__(self, base_url: str, options: Sequence[str], timeout: float) -> None:
-        super().__init__(base_url, timeout=timeout, shell_out=True)
+        super().__init__(base_url, timeout=math.ceil(timeout), shell_out=True)
         self._options = list(options)
 
     def get_connection(self, url: Any, proxies: Any = None) -> _OptSSHPool:  # noqa: ARG002
@@ -165,7 +168,7 @@ def docker_client(
         if scheme == "ssh":
             client = docker.DockerClient(base_url=url, version=API_VERSION, timeout=timeout, use_ssh_client=True)
             adapter = _OptSSHAdapter(url, _ssh_options(ssh_options), timeout)
-            client.api._custom_adapter = adapter  # noqa: SLF001
+            vars(client.api)["_custom_adapter"] = adapter  # docker's own slot for an ssh adapter (not in its stubs)
             client.api.mount("http+docker://ssh", adapter)
         elif scheme == "tcp" and tls:
             tmpdir = tempfile.mkdtemp(prefix="ghr-tls-")

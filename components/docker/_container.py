@@ -234,7 +234,8 @@ class DockerContainerProvider(ResourceProvider):
                 environment=dict(props.get("env") or {}),
                 mounts=_mounts(props.get("mounts") or []),
                 network_mode=props.get("network_mode") or None,
-                restart_policy={"Name": props.get("restart_policy") or "no"},
+                # docker's stubs know only "always" and "on-failure"; the engine takes "no" and "unless-stopped" too
+                restart_policy={"Name": props.get("restart_policy") or "no"},  # type: ignore[arg-type]
                 labels=labels,
                 stop_signal="SIGTERM",
                 user=props.get("user") or None,
@@ -263,7 +264,7 @@ class DockerContainerProvider(ResourceProvider):
                 raise
             outs = dict(props)
             outs.update(container_id=container.id, state=container.status or "running")
-            return CreateResult(id_=container.id, outs=outs)
+            return CreateResult(id_=str(container.id), outs=outs)
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         outs = dict(news)

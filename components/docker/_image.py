@@ -148,6 +148,8 @@ class DockerImageProvider(ResourceProvider):
                     )
             if image_id is None:
                 image_id = client.images.get(props["tag"]).id
+        if not image_id:
+            raise DockerBuildError(f"docker build of {props['tag']} on {host_desc(props)} reported no image id")
         return image_id
 
     def create(self, props: dict[str, Any]) -> CreateResult:
@@ -171,7 +173,7 @@ class DockerImageProvider(ResourceProvider):
         image_id = props.get("image_id")
         try:
             with client_from_props(props, timeout=30) as client:
-                img = client.images.get(image_id)
+                img = client.images.get(str(image_id))
         except docker.errors.ImageNotFound:
             return ReadResult(id_=None, outs={})  # gone from the host: refresh drops it, up rebuilds it
         outs = dict(props)
