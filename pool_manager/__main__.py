@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     event("metrics_listening", pool=spec.pool, port=server.server_port)
     github = build_github_client(spec, auth, metrics)
 
-    def github_source(new_spec: PoolSpec) -> object | None:
+    def github_source(new_spec: PoolSpec) -> GitHubClient | None:
         """A new client when the credentials file changed (env credentials were scrubbed: kept)."""
         nonlocal credentials_digest
         digest = _digest(args.credentials_file)
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
 
     manager = PoolManager(spec, github, metrics=metrics, health=health,
                           spec_source=lambda: read_spec_file(args.spec, args.metrics_port),
-                          github_source=github_source)  # type: ignore[arg-type]
+                          github_source=github_source)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         event("signal", pool=spec.pool, signal=signal.Signals(signum).name)
