@@ -1,6 +1,6 @@
 """Benchmark: the Pulumi program against the bare Docker way, measured in the same run.
 
-    . toolchain/env.sh && .venv/bin/python bench/bench_pulumi.py [--runners 10]
+    . toolchain/env.sh && .venv/bin/python -m bench.bench_pulumi [--runners 10]
 
 Figures (wall clock, local engine, GitHub emulator on loopback; image layers warmed first so
 neither side pays a cold apt cache):
@@ -25,17 +25,14 @@ from pathlib import Path
 
 import docker
 
+from components.docker._image import _context_tar
+from components.image import MANAGER_CONTEXT, MANAGER_DOCKERFILE, RUNNER_CONTEXT, RUNNER_DOCKERFILE
+from github_client import GitHubClient, PatAuth, parse_scope
+from tests._support.polling import wait_for
+from tests._support.pulumi_cli import PulumiStack
+from tests.e2e.e2e_helpers import write_stack_config
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "e2e"))
-
-from e2e_helpers import write_stack_config  # noqa: E402
-
-from components.docker._image import _context_tar  # noqa: E402
-from components.image import MANAGER_CONTEXT, MANAGER_DOCKERFILE, RUNNER_CONTEXT, RUNNER_DOCKERFILE  # noqa: E402
-from github_client import GitHubClient, PatAuth, parse_scope  # noqa: E402
-from tests._support.polling import wait_for  # noqa: E402
-from tests._support.pulumi_cli import PulumiStack  # noqa: E402
 
 
 def _build(client: docker.DockerClient, context: str, dockerfile: str, tag: str, args: dict[str, str]) -> str:

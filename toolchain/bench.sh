@@ -4,7 +4,9 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$(dirname "$here")"
 . "$here/env.sh"
+# As modules from the repository root: the benches import test helpers as packages (tests.manager...).
 for b in bench/bench_*.py; do
-  echo "== $b"
-  .venv/bin/python "$b"
+  module="bench.$(basename "$b" .py)"
+  echo "== $module"
+  .venv/bin/python -m "$module"
 done

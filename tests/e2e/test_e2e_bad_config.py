@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from e2e_helpers import write_stack_config
+
+from tests.e2e.e2e_helpers import write_stack_config
 
 pytestmark = [pytest.mark.engine]
 

@@ -8,9 +8,9 @@ from typing import Any
 import docker
 import pytest
 import yaml
-from e2e_helpers import write_stack_config
 
 from tests._support.polling import wait_for
+from tests.e2e.e2e_helpers import write_stack_config
 
 pytestmark = [pytest.mark.engine, pytest.mark.docker, pytest.mark.slow]
 

@@ -8,14 +8,16 @@ run the job that was queued during the outage.
 """
 from __future__ import annotations
 
+import re
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from mgr_helpers import ProcessManager, online_idle, pool_runners
 
 from tests._support.polling import wait_for
 from tests._support.second_engine import SecondEngine, missing_prerequisites
+from tests.manager.mgr_helpers import ProcessManager, online_idle, pool_runners
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -39,6 +41,11 @@ def _pool_containers(engine: SecondEngine, spec: dict[str, Any]) -> set[str]:
     return {c["Id"] for c in engine.client().api.containers(all=True, filters={"label": f"ghr.stack={spec['stack']}"})}
 
 
+def _exits(metrics_text: str) -> dict[str, float]:
+    found = re.findall(r'^ghr_pool_runner_exits_total\{outcome="([a-z_]+)"\} ([0-9.]+)$', metrics_text, re.M)
+    return {outcome: float(value) for outcome, value in found}
+
+
 def test_engine_restart_leaves_no_dead_registration_and_loses_no_job(
     engine: SecondEngine, new_spec: Any, emulator: Any, tmp_path: Path
 ) -> None:
@@ -53,7 +60,13 @@ def test_engine_restart_leaves_no_dead_registration_and_loses_no_job(
         old_containers = _pool_containers(engine, spec)
         assert len(old_containers) == 2
 
+        stopped_at = time.time()
         engine.stop()
+        # The lost event stream wakes the manager: the outage shows within one reconcile interval
+        # (plus the scrape's own slack), not at the next full pass after it.
+        outage = wait_for(lambda: (h := manager.health() or {}).get("state") == "docker" and h,
+                          spec["reconcile_interval"] + 2.0, "/healthz to say docker")
+        assert outage["since"] >= stopped_at - 1 and not outage["ok"]
         wait_for(lambda: (manager.health() or {}).get("last_error_kind") == "docker", 60,
                  "the manager to report the engine outage")
         job_id = emulator.enqueue_job("acme", spec["labels"], "echo ran-after-restart", timeout=300)
@@ -72,6 +85,9 @@ def test_engine_restart_leaves_no_dead_registration_and_loses_no_job(
 
         wait_for(converged, 120, "fresh runners only, and no registration or container of the dead ones")
         assert (manager.health() or {}).get("ok"), manager.log()[-3000:]
+        # The two runners the engine stopped did not finish a job: interrupted, not done.
+        exits = _exits(manager.metrics())
+        assert exits.get("interrupted") == 2 and "done" not in exits, (exits, manager.log()[-3000:])
     finally:
         manager.terminate()
     assert pool_runners(emulator, spec) == []

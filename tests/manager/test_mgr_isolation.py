@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mgr_helpers import InProcessManager, ProcessManager, online_idle, pool_containers, pool_runners
 
 from tests._support.polling import wait_for
+from tests.manager.mgr_helpers import InProcessManager, ProcessManager, online_idle, pool_containers, pool_runners
 
 LOOK_AROUND = r"""
 echo "uid=$(id -u) user=$(id -un)"
@@ -76,9 +76,8 @@ def test_hardened_pool_has_no_working_sudo(new_spec: Any, emulator: Any) -> None
 def test_gpu_settings_become_device_requests(gpus: Any, per_slot: bool, slot: int, expected: dict[str, Any],
                                              emulator: Any, docker_client: Any, runner_image: str) -> None:
     """GPU forms reach the engine as DeviceRequests with capabilities [["gpu"]] (create without start)."""
-    from mgr_helpers import make_spec
-
     from pool_manager import _containers, load_spec
+    from tests.manager.mgr_helpers import make_spec
 
     spec = load_spec(make_spec(emulator, runner_image, slots=2, container={"gpus": gpus, "gpu_per_slot": per_slot}))
     kwargs = _containers.create_kwargs(spec, slot=slot, runner_name=f"{spec.name_prefix}-{slot}-gpu000", runner_id=1)

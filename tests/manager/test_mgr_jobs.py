@@ -5,10 +5,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from mgr_helpers import InProcessManager, online_idle, pool_containers, pool_runners
-
 # The container id, as seen from inside (its hostname file is bind-mounted from containers/<id>/).
 from tests._support.polling import wait_for
+from tests.manager.mgr_helpers import InProcessManager, online_idle, pool_containers, pool_runners
 
 # The container id, as seen from inside (its hostname file is bind-mounted from containers/<id>/).
 WHOAMI = r"""

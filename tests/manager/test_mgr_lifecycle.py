@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mgr_helpers import ProcessManager, online_idle, pool_containers, pool_runners
 
 from tests._support.polling import wait_for
+from tests.manager.mgr_helpers import ProcessManager, online_idle, pool_containers, pool_runners
 
 GATED = "for i in $(seq 1200); do [ -e /tmp/go ] && break; sleep 0.1; done; [ -e /tmp/go ] && echo released"
 
@@ -40,7 +40,7 @@ def test_manager_image_runs_a_pool(new_spec: Any, emulator: Any, docker_client: 
                                    tmp_path: Path) -> None:
     """The manager image, host networking and the Docker socket: jobs run, /healthz answers, stop drains."""
     spec = new_spec(slots=1)
-    spec["metrics_port"] = port = __import__("mgr_helpers").free_port()
+    spec["metrics_port"] = port = __import__("tests.manager.mgr_helpers", fromlist=["free_port"]).free_port()
     (tmp_path / "pool.json").write_text(json.dumps(spec))
     token = emulator.add_pat()
     manager = docker_client.containers.run(

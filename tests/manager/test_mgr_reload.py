@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mgr_helpers import ProcessManager, online_idle, pool_containers, pool_runners, runner_labels
 
 from tests._support.polling import wait_for
+from tests.manager.mgr_helpers import ProcessManager, online_idle, pool_containers, pool_runners, runner_labels
 
 GATED = "for i in $(seq 1200); do [ -e /tmp/go ] && break; sleep 0.1; done; [ -e /tmp/go ] && echo released"
 HASH = "ghr.spec-hash"
