@@ -1,6 +1,6 @@
-"""Pool manager benchmark: replacement latency, idle cost, GitHub API calls per job.
+"""Pool manager benchmark: replacement latency, idle cost, GitHub API calls per job, recovery after a storm.
 
-    .venv/bin/python bench/bench_manager.py [--jobs 20] [--baseline-runs 10] [--idle-slots 20]
+    .venv/bin/python -m bench.bench_manager [--jobs 20] [--baseline-runs 10] [--idle-slots 20]
 
 Figures, each against a baseline measured in the same run:
 - replacement latency: a runner container exits (Docker `die` event) -> its replacement is
@@ -8,7 +8,11 @@ Figures, each against a baseline measured in the same run:
   `docker run --rm` of the same image (JIT config handed in by a bind mount) -> online;
 - the manager's RSS and CPU while it keeps --idle-slots idle runners, against a bare Python
   interpreter that imported the same libraries;
-- GitHub API calls per job (emulator request log, manager endpoints only).
+- GitHub API calls per job (emulator request log, manager endpoints only);
+- recovery: a 502 storm (15+ faults) empties a 2-slot pool and pushes the backoff to 10 s or more
+  (backoff_initial 2 s, backoff_max 60 s); then the seconds from the storm's end until every slot
+  is online again, with the recovery probe (default interval) and without it (probe disabled:
+  the manager sleeps out its backoff, as before), against the backoff cap (backoff_max).
 Needs the local Docker engine and base image (make setup). Talks only to loopback.
 """
 
@@ -27,14 +31,20 @@ import time
 from pathlib import Path
 from typing import Any
 
+import docker
+
+from tests._support.polling import wait_for
+from tests.manager.mgr_helpers import (
+    InProcessManager,
+    ProcessManager,
+    fault_answers,
+    make_spec,
+    online_idle,
+    pool_runners,
+    storm_then_recover,
+)
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests" / "manager"))
-
-import docker  # noqa: E402
-from mgr_helpers import ProcessManager, make_spec, online_idle, pool_runners  # noqa: E402
-
-from tests._support.polling import wait_for  # noqa: E402
 
 MANAGER_ENDPOINTS = "/orgs/{org}/actions/runners"
 POLL = 0.01  # seconds between emulator polls while timing (bounded by each wait's deadline)
@@ -119,7 +129,7 @@ def replacement_latencies(client: docker.DockerClient, emulator: Any, image: str
             done = emulator.wait_job(job, timeout=60)
             assert done["conclusion"] == "success" and done["runner_name"] == old, done
             exited = watcher.wait(box["Id"], 30)
-            new = wait_for(lambda: online_names(emulator, prefix) - {old}, 60, "the replacement online",
+            new = wait_for(lambda old=old: online_names(emulator, prefix) - {old}, 60, "the replacement online",
                            interval=POLL)
             online_at = time.time()
             assert len(new) == 1, new
@@ -168,18 +178,32 @@ def idle_cost(emulator: Any, image: str, tmp: Path, slots: int, window: float) -
         manager.terminate(timeout=120)
 
 
+def recovery_after_storm(client: docker.DockerClient, emulator: Any, image: str, probe: bool,
+                         backoff_max: float = 60.0) -> dict[str, float]:
+    """Seconds from a storm's end to a full pool, and the backoff the manager still had then."""
+    spec = make_spec(emulator, image, slots=2, reconcile_interval=5.0, backoff_initial=2.0, backoff_max=backoff_max)
+    options: dict[str, Any] = {} if probe else {"probe_interval": float("inf")}
+    manager = InProcessManager(spec, emulator, **options).start()
+    try:
+        took, left = storm_then_recover(emulator, client, manager, spec, min_backoff=10.0)
+        return {"to_full_s": took, "backoff_left_s": left, "faults": fault_answers(manager)}
+    finally:
+        emulator.clear_faults()
+        manager.stop(timeout=120)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=20)
     parser.add_argument("--baseline-runs", type=int, default=10)
     parser.add_argument("--idle-slots", type=int, default=20)
     parser.add_argument("--idle-window", type=float, default=60.0, help="seconds to measure idle cost over")
+    parser.add_argument("--only-recovery", action="store_true", help="measure the recovery figure only")
     args = parser.parse_args()
-
-    from mgr_helpers import ensure_runner_image
 
     from emulator import Emulator
     from github_client import GitHubClient, PatAuth, parse_scope
+    from tests.manager.mgr_helpers import ensure_runner_image
 
     client = docker.from_env(timeout=120)
     tmp = Path(tempfile.mkdtemp(prefix="ghr-bench-"))
@@ -189,6 +213,13 @@ def main() -> int:
         image = ensure_runner_image(client, emulator)
         github = GitHubClient(parse_scope(f"{emulator.url}/acme"), PatAuth(emulator.admin_token))
 
+        print("[bench] recovery after a 502 storm, with and without the recovery probe ...", flush=True)
+        recovery = {"probe": recovery_after_storm(client, emulator, image, probe=True),
+                    "no_probe": recovery_after_storm(client, emulator, image, probe=False)}
+        if args.only_recovery:
+            _print_recovery(recovery, 60.0)
+            print("RESULTS " + json.dumps({"recovery": _recovery_results(recovery, 60.0)}, sort_keys=True))
+            return 0
         print(f"[bench] baseline: {args.baseline_runs} x bare docker run --rm -> online ...", flush=True)
         baseline = [baseline_run(client, emulator, image, github, tmp, i) for i in range(args.baseline_runs)]
         print(f"[bench] replacement latency over {args.jobs} jobs ...", flush=True)
@@ -213,6 +244,7 @@ def main() -> int:
                  "rss_ratio_to_bare": round(idle["rss_mib"] / idle["bare_rss_mib"], 2),
                  "manager_cpu_percent_of_one_core": round(idle["cpu_pct"], 2),
                  "github_calls_per_minute": round(idle["idle_calls_per_min"], 2)},
+        "recovery": _recovery_results(recovery, 60.0),
     }
     print(f"replacement latency (exit -> replacement online): median {med:.3f}s  p95 {p:.3f}s  "
           f"over {len(latencies)} jobs")
@@ -224,8 +256,29 @@ def main() -> int:
           f"(bare python with the same imports {idle['bare_rss_mib']:.1f} MiB, "
           f"{idle['rss_mib'] / idle['bare_rss_mib']:.2f}x), CPU {idle['cpu_pct']:.2f}% of one core, "
           f"{idle['idle_calls_per_min']:.2f} GitHub calls/min")
+    _print_recovery(recovery, 60.0)
     print("RESULTS " + json.dumps(results, sort_keys=True))
     return 0
+
+
+def _recovery_results(recovery: dict[str, dict[str, float]], cap: float) -> dict[str, Any]:
+    probe, before = recovery["probe"], recovery["no_probe"]
+    return {"backoff_max_s": cap,
+            "to_full_after_storm_s": round(probe["to_full_s"], 2),
+            "ratio_to_backoff_max": round(probe["to_full_s"] / cap, 3),
+            "backoff_left_at_storm_end_s": round(probe["backoff_left_s"], 2),
+            "faults": int(probe["faults"]),
+            "without_probe_to_full_s": round(before["to_full_s"], 2),
+            "without_probe_backoff_left_s": round(before["backoff_left_s"], 2),
+            "without_probe_ratio_to_backoff_max": round(before["to_full_s"] / cap, 3)}
+
+
+def _print_recovery(recovery: dict[str, dict[str, float]], cap: float) -> None:
+    probe, before = recovery["probe"], recovery["no_probe"]
+    print(f"recovery (storm end -> pool full):               {probe['to_full_s']:.2f}s with the probe "
+          f"({probe['to_full_s'] / cap:.3f}x backoff_max={cap:.0f}s; {probe['backoff_left_s']:.1f}s of backoff were left, "
+          f"{probe['faults']:.0f} faults); without the probe {before['to_full_s']:.2f}s "
+          f"({before['to_full_s'] / cap:.3f}x; {before['backoff_left_s']:.1f}s of backoff left)")
 
 
 if __name__ == "__main__":

@@ -419,7 +419,13 @@ class PoolManager:
         return self._light[1]()
 
     def _probe_docker(self) -> object:
-        return self._docker_factory().ping()
+        dc = self._docker_factory()
+        try:
+            return dc.ping()
+        finally:
+            close = getattr(dc, "close", None)
+            if close is not None:
+                close()
 
     # -- reload (SIGHUP) -------------------------------------------------------------
 

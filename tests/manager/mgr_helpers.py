@@ -9,13 +9,14 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any, TypeVar
 
 import docker
 import requests
 
-from tests._support.polling import free_port
+from tests._support.polling import free_port, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 BASE_IMAGE = "ghr-base:bookworm"
@@ -61,7 +62,9 @@ def runner_labels(runner: dict[str, Any]) -> set[str]:
 class InProcessManager:
     """A PoolManager on a thread of the test process (fast; metrics without HTTP)."""
 
-    def __init__(self, spec: dict[str, Any], emulator: Any, token: str | None = None, orphan_grace: float = 30.0):
+    def __init__(self, spec: dict[str, Any], emulator: Any, token: str | None = None, orphan_grace: float = 30.0,
+                 **options: Any):
+        """`options` go to PoolManager as they are (e.g. probe_interval)."""
         from github_client import PatAuth
         from pool_manager import load_spec
         from pool_manager.__main__ import build_github_client
@@ -71,7 +74,7 @@ class InProcessManager:
         self.spec = load_spec(spec)
         self.metrics = Metrics(self.spec.pool)
         github = build_github_client(self.spec, PatAuth(token or emulator.admin_token), self.metrics)
-        self.manager = PoolManager(self.spec, github, metrics=self.metrics, orphan_grace=orphan_grace)  # type: ignore[arg-type]
+        self.manager = PoolManager(self.spec, github, metrics=self.metrics, orphan_grace=orphan_grace, **options)
         self.code: int | None = None
         self.thread = threading.Thread(target=self._run, name=f"manager-{self.spec.stack}", daemon=True)
 
@@ -188,3 +191,41 @@ def ensure_runner_image(client: docker.DockerClient, emulator: Any) -> str:
                     buildargs={"BASE_IMAGE": BASE_IMAGE, "RUNNER_URL": emulator.download_url(),
                                "RUNNER_SHA256": emulator.tarball_sha256, "RUNNER_TOOLS": ""})
     return tag
+
+
+def fault_answers(manager: InProcessManager) -> float:
+    """GitHub answers the manager got that were faults (5xx, rate limits, no answer), probes included."""
+    total = 0.0
+    for metric in manager.metrics.registry.collect():
+        for sample in metric.samples:
+            if sample.name == "ghr_github_api_calls_total" and sample.labels.get("fault", "none") != "none":
+                total += sample.value
+    return total
+
+
+def storm_then_recover(emulator: Any, docker_client: Any, manager: InProcessManager, spec: dict[str, Any],
+                       min_backoff: float) -> tuple[float, float]:
+    """Empty the pool under a 502 storm until the backoff reaches `min_backoff` and 15+ faults were
+    answered, end the storm, and return (seconds from the storm's end to every slot online again,
+    seconds of backoff the manager still had to sleep out when the storm ended)."""
+    slots = spec["slots"]
+    old = {r["name"] for r in wait_for(lambda: len(online_idle(emulator, spec)) == slots and online_idle(emulator, spec),
+                                       90, "a full pool")}
+    emulator.set_faults(errors=10_000, error_status=502, match="/orgs/{org}/actions/runners")
+    for box in pool_containers(docker_client, spec):
+        docker_client.api.kill(box["Id"])  # work for the manager, against a failing API
+    wait_for(lambda: manager.metric("ghr_pool_backoff_seconds") >= min_backoff and fault_answers(manager) >= 15,
+             120, f"a backoff of {min_backoff} s or more after 15+ faults")
+    retry_in = manager.metric("ghr_pool_backoff_seconds")  # the pass_failed event's retry_in
+    failed_at = manager.metric("ghr_pool_last_error_timestamp_seconds", kind="github")
+    emulator.clear_faults()
+    ended = time.time()
+    backoff_left = failed_at + retry_in - ended
+
+    def full() -> bool:
+        fresh = [r for r in online_idle(emulator, spec) if r["name"] not in old]
+        return len(fresh) == slots
+
+    wait_for(full, 120, "every slot online again", interval=0.05)
+    return time.time() - ended, backoff_left
+

@@ -6,9 +6,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mgr_helpers import InProcessManager, ProcessManager, online_idle, pool_containers, pool_runners
-
 from tests._support.polling import wait_for
+from tests.manager.mgr_helpers import (
+    InProcessManager,
+    ProcessManager,
+    online_idle,
+    pool_containers,
+    pool_runners,
+    storm_then_recover,
+)
 
 GATED = "for i in $(seq 1200); do [ -e /tmp/go ] && break; sleep 0.1; done; [ -e /tmp/go ] && echo released"
 MANAGER_ENDPOINTS = "/orgs/{org}/actions/runners"
@@ -170,7 +176,7 @@ def test_missing_image_is_reported_and_retried(new_spec: Any, emulator: Any) -> 
 
 def test_bad_spec_is_refused_naming_the_field(tmp_path: Path, emulator: Any, runner_image: str) -> None:
     """`python -m pool_manager` exits 2 on an invalid spec, and the log names the field."""
-    from mgr_helpers import make_spec
+    from tests.manager.mgr_helpers import make_spec
 
     spec = make_spec(emulator, runner_image, slots=0)
     proc = ProcessManager(spec, tmp_path, emulator.admin_token).start()
@@ -180,7 +186,7 @@ def test_bad_spec_is_refused_naming_the_field(tmp_path: Path, emulator: Any, run
 
 def test_unknown_runtime_is_refused_naming_the_field(tmp_path: Path, emulator: Any, runner_image: str) -> None:
     """A runtime the engine does not have is refused at start with container.runtime named."""
-    from mgr_helpers import make_spec
+    from tests.manager.mgr_helpers import make_spec
 
     spec = make_spec(emulator, runner_image, container={"runtime": "sysbox-runc"})
     proc = ProcessManager(spec, tmp_path, emulator.admin_token).start()
@@ -188,3 +194,56 @@ def test_unknown_runtime_is_refused_naming_the_field(tmp_path: Path, emulator: A
     log = proc.log()
     assert "field=container.runtime" in log and "runc" in log
     assert json.loads(proc.spec_path.read_text())["container"]["runtime"] == "sysbox-runc"
+
+
+def test_pool_refills_soon_after_a_storm_not_after_the_backoff(new_spec: Any, emulator: Any,
+                                                              docker_client: Any) -> None:
+    """After 15+ faults and a long backoff, the pool is full again before that backoff would have ended."""
+    spec = new_spec(slots=2, backoff_initial=2.0, backoff_max=60.0, reconcile_interval=1.0)
+    manager = InProcessManager(spec, emulator, probe_interval=1.0).start()
+    try:
+        took, backoff_left = storm_then_recover(emulator, docker_client, manager, spec, min_backoff=10.0)
+        assert took < backoff_left, f"full again {took:.1f} s after the storm; the backoff had {backoff_left:.1f} s left"
+        assert manager.metric("ghr_pool_recovery_probes_total", kind="github", result="ok") >= 1
+        assert manager.metric("ghr_pool_backoff_seconds") == 0
+    finally:
+        emulator.clear_faults()
+        manager.stop()
+
+
+def test_probes_wait_for_retry_after(new_spec: Any, emulator: Any, docker_client: Any) -> None:
+    """Rate limited with retry-after: no request of the manager's reaches GitHub before that time."""
+    import time
+
+    spec = new_spec(slots=1, backoff_initial=2.0, backoff_max=60.0, reconcile_interval=1.0)
+    manager = InProcessManager(spec, emulator, probe_interval=0.5).start()
+    try:
+        wait_for(lambda: online_idle(emulator, spec), 60, "an idle runner")
+        emulator.set_faults(secondary=10_000, secondary_status=429, retry_after=40, match=MANAGER_ENDPOINTS)
+        (box,) = pool_containers(docker_client, spec)
+        docker_client.api.kill(box["Id"])
+        wait_for(lambda: manager.metric("ghr_pool_failures_total", kind="github") >= 1, 60, "a rate-limited pass")
+        limited_at = time.time()
+        calls = _manager_calls(emulator)
+        time.sleep(5)  # ten probe intervals: none may be spent inside the retry-after window
+        assert _manager_calls(emulator) == calls
+        assert manager.metric("ghr_pool_recovery_probes_total", kind="github", result="failed") == 0
+        assert manager.metric("ghr_pool_backoff_seconds") >= 40 - (time.time() - limited_at) - 5
+    finally:
+        emulator.clear_faults()
+        manager.stop()
+
+
+def test_slow_api_reads_degraded_not_starting(new_spec: Any, emulator: Any) -> None:
+    """Under added API latency, /healthz leaves `starting` at the first reconcile and says `degraded`, with why."""
+    spec = new_spec(slots=2)
+    emulator.set_faults(latency=2.5, match=MANAGER_ENDPOINTS)
+    manager = InProcessManager(spec, emulator).start()
+    try:
+        health = wait_for(lambda: (h := manager.manager.health.snapshot())["state"] != "starting" and h, 60,
+                          "/healthz to leave starting")
+        assert health["state"] == "degraded" and health["ok"], health
+        assert "took" in health["degraded_reason"], health
+    finally:
+        emulator.clear_faults()
+        manager.stop()
