@@ -9,12 +9,14 @@ from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
-from . import _tarball
 from ._auth import ALL_PAT_SCOPES, Credentials, Principal, fingerprint
 from ._contract import FaultDecision, Faults, RequestLog
 from ._routes import build_routes
 from ._server import Server
 from ._state import Options, State
+from ._tarball import build as build_tarball
+from ._tarball import filename_for
+from ._tarball import sha256 as tarball_sha256
 
 log = logging.getLogger("emulator")
 
@@ -49,8 +51,8 @@ class Emulator:
         self.deprecations = dict(deprecations or {})
         self._faults = Faults()
         self._faults_lock = threading.Lock()
-        self.tarball = _tarball.build()
-        self.tarball_sha256 = _tarball.sha256(self.tarball)
+        self.tarball = build_tarball()
+        self.tarball_sha256 = tarball_sha256(self.tarball)
         self._server: Server | None = None
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
@@ -110,7 +112,7 @@ class Emulator:
         return self.url + "/api/v3"
 
     def download_url(self, arch: str = "x64") -> str:
-        return f"{self.url}/_emulator/downloads/{_tarball.filename_for(arch)}"
+        return f"{self.url}/_emulator/downloads/{filename_for(arch)}"
 
     # ---- credentials ------------------------------------------------------------------------
     def authenticate(self, authorization: str | None) -> Principal | None:
