@@ -582,13 +582,16 @@ def _spec_document(stack: str, github: GitHubConfig, pool: PoolConfig, host: str
     }
 
 
-def _build_specs(c: _Checker, stack: str, github: GitHubConfig, pools: Sequence[PoolConfig],
-                 index: Mapping[str, int]) -> dict[tuple[str, str], PoolSpec]:
+def _build_specs(c: _Checker, stack: str, github: GitHubConfig, hosts: Sequence[HostConfig],
+                 pools: Sequence[PoolConfig], index: Mapping[str, int]) -> dict[tuple[str, str], PoolSpec]:
     """Each pool's spec on each of its hosts, validated by the manager's own ``load_spec``;
     a refusal is reported under the config key it comes from (``ghr:pools[0].container.memory``)."""
     specs: dict[tuple[str, str], PoolSpec] = {}
+    defined = {h.name for h in hosts}
     for i, pool in enumerate(pools):
         for host in pool.hosts:
+            if host not in defined:
+                continue  # reported at ghr:pools[i].hosts
             try:
                 specs[(pool.name, host)] = load_spec(_spec_document(stack, github, pool, host), require_image=False)
             except SpecError as exc:
@@ -638,7 +641,7 @@ def parse_config(raw: Mapping[str, Any], stack: str, secret_keys: Sequence[str] 
     placeholder = GitHubConfig(scope_url="https://github.com/placeholder", api_url=None, auth="pat")
     fleet_stack = stack if _NAME_OK.match(stack or "") else "stack"
     index = {str(p.get("name")): i for i, p in enumerate(raw.get("pools") or []) if isinstance(p, Mapping)}
-    specs = _build_specs(c, fleet_stack, github or placeholder, pools, index)
+    specs = _build_specs(c, fleet_stack, github or placeholder, hosts, pools, index)
     if c.problems:
         raise ConfigError(c.problems)
     assert github is not None  # a missing github section is a problem

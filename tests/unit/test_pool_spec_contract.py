@@ -70,6 +70,17 @@ def test_a_spec_refusal_is_reported_once_under_its_config_key() -> None:
     assert info.value.paths == ["ghr:pools[0].container.memory"]
 
 
+
+def test_an_undefined_host_is_reported_only_as_such() -> None:
+    """A pool naming a host that ghr:hosts lacks gets that one problem, not the spec's refusal of the name too."""
+    from components import ConfigError
+
+    raw = base()
+    raw["pools"][0]["hosts"] = ["Bad Host!"]
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw, "dev", ["ghr:github"])
+    assert info.value.paths == ["ghr:pools[0].hosts[0]"]
+
 def _uploaded_spec(mocks: Any) -> str:
     (manager,) = mocks.of_type("dynamic/docker:Container")
     uploads = manager.inputs["uploads"]
