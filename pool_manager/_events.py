@@ -1,9 +1,13 @@
 """The event watcher: a thread that follows the engine's `die` events for one pool's containers.
 
-It never decides anything: it records each death (container id -> exit code), wakes the
-manager's loop, and says whether it currently sees the engine's events (`connected`). When the
+It never decides anything: it records each death (container id -> exit code) and each stop
+signal the engine sent (`kill` events: `docker stop`, and dockerd stopping every container when it
+shuts down), wakes the manager's loop on deaths, and says whether it currently sees the engine's
+events (`connected`). When the
 stream is lost (engine stopped or restarted) it tells the manager at once (`on_lost`), so an
-outage is noticed without waiting for the next full pass, and reconnects with backoff.
+outage is noticed without waiting for the next full pass, and reconnects with backoff. Once
+subscribed again it lists the pool's containers and hands the manager those that ended while
+it was not listening (`on_back`): exited or dead, with no `die` event seen.
 """
 
 from __future__ import annotations
@@ -28,15 +32,18 @@ class EventWatcher:
 
     def __init__(self, docker_factory: Callable[[], Any], labels: list[str], *, pool: str,
                  stop: threading.Event, on_event: Callable[[], None],
-                 on_lost: Callable[[], None] | None = None) -> None:
+                 on_lost: Callable[[], None] | None = None,
+                 on_back: Callable[[set[str]], None] | None = None) -> None:
         self._factory = docker_factory
-        self._filters = {"type": "container", "event": ["die"], "label": labels}
+        self._filters = {"type": "container", "event": ["die", "kill"], "label": labels}
         self._pool = pool
         self._stop = stop
         self._on_event = on_event
         self._on_lost = on_lost
+        self._on_back = on_back
         self._lock = threading.Lock()
         self._died: dict[str, int] = {}  # container id -> exit code (-1: not given)
+        self._signals: dict[str, int] = {}  # container id -> the last signal a `kill` event named
         self._stream: _Stream | None = None
         self.connected = threading.Event()
         self._thread: threading.Thread | None = None
@@ -62,28 +69,56 @@ class EventWatcher:
         with self._lock:
             for cid in [c for c in self._died if c not in keep]:
                 del self._died[cid]
+            for cid in [c for c in self._signals if c not in keep]:
+                del self._signals[cid]
             return dict(self._died)
+
+    def signals(self) -> dict[str, int]:
+        """Container id -> the signal the engine last sent it (`kill` events), for listed containers."""
+        with self._lock:
+            return dict(self._signals)
 
     def record(self, container_id: str, exit_code: int) -> None:
         with self._lock:
             self._died[container_id] = exit_code
+
+    def record_signal(self, container_id: str, signal: int) -> None:
+        with self._lock:
+            self._signals[container_id] = signal
 
     # -- the thread -----------------------------------------------------------------------
 
     def run(self) -> None:
         """Wake the loop on every `die` of one of the pool's containers; reconnect with backoff."""
         backoff = Backoff(0.5, 30.0)
+        lost = False
         while not self._stop.is_set():
             stream: _Stream | None = None
             try:
-                stream = self._factory().api.events(decode=True, filters=self._filters)
+                client = self._factory()
+                stream = client.api.events(decode=True, filters=self._filters)
                 self._stream = stream
+                if lost:  # subscribed first: whatever ends from now on sends its event
+                    items = client.api.containers(all=True, filters={"label": self._filters["label"]})
+                    with self._lock:
+                        unseen = {i["Id"] for i in items if i.get("State") in ("exited", "dead")
+                                  and i["Id"] not in self._died}
+                    event("events_stream_back", pool=self._pool, ended_unseen=len(unseen))
+                    if self._on_back is not None:
+                        self._on_back(unseen)
+                    lost = False
                 self.connected.set()
                 backoff.reset()
                 for item in stream:
                     actor = item.get("Actor") or {}
-                    code = str((actor.get("Attributes") or {}).get("exitCode", ""))
+                    attributes = actor.get("Attributes") or {}
                     cid = item.get("id") or actor.get("ID")
+                    if (item.get("Action") or item.get("status")) == "kill":
+                        signal = str(attributes.get("signal", ""))
+                        if cid and signal.isdigit():
+                            self.record_signal(cid, int(signal))
+                        continue
+                    code = str(attributes.get("exitCode", ""))
                     if cid:
                         self.record(cid, int(code) if code.lstrip("-").isdigit() else -1)
                     self._on_event()
@@ -93,7 +128,8 @@ class EventWatcher:
                     raise ConnectionError("the engine ended the event stream")
             except Exception as exc:  # engine gone: the main loop reports it; just retry quietly
                 self.connected.clear()
-                if not self._stop.is_set():
+                if not self._stop.is_set() and not lost:
+                    lost = True
                     event("events_stream_lost", level=30, pool=self._pool, error=type(exc).__name__)
                     if self._on_lost is not None:
                         self._on_lost()

@@ -1,10 +1,12 @@
 """The pool manager: keeps `slots` fresh single-job runner containers for one pool on one host.
 
-One thread runs every decision (`run`); a second only watches Docker's event stream and
-wakes the first when a runner container dies. Each wake-up runs a *fast* pass (Docker only:
-remove what exited, refill the slots, one `generate-jitconfig` call per new runner); every
-`reconcile_interval` a *full* pass also lists the pool's registrations and sweeps orphans
-both ways. Any failure backs off (capped, jittered) before the next pass.
+One thread runs every decision (`run`); a second (`_events.EventWatcher`) only watches Docker's
+event stream and wakes the first when a runner container dies or the stream is lost. Each
+wake-up runs a *fast* pass (Docker only: remove what exited, refill the slots, one
+`generate-jitconfig` call per new runner); every `reconcile_interval` a *full* pass also lists
+the pool's registrations and sweeps orphans both ways. Any failure backs off (capped, jittered)
+before the next pass; during a long backoff, cheap probes (`_recovery`) end it as soon as the
+failed side answers again. SIGTERM drains (`_drain`).
 
 SIGHUP (`request_reload`) re-reads the spec (and credentials) between passes. An invalid spec
 is refused and the old one kept; a valid one is applied at once: a full pass then starts or
@@ -18,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import secrets
+import signal
 import string
 import threading
 import time
@@ -82,9 +85,11 @@ class PoolManager:
         self._dc: docker.DockerClient | None = None
         self._wake = threading.Event()
         self._watcher = EventWatcher(self._docker_factory, C.pool_label_filter(spec), pool=spec.pool,
-                                     stop=self.stop, on_event=self.wake, on_lost=self._engine_went_away)
-        self._engine_lost = False  # set while die events may have been missed (see `_boxes`)
-        self._interrupted: set[str] = set()  # ids of containers an engine outage stopped
+                                     stop=self.stop, on_event=self.wake, on_lost=self._engine_went_away,
+                                     on_back=self._engine_back)
+        self._outage_lock = threading.Lock()
+        self._engine_lost = False  # True from a lost event stream until it is back (see `_boxes`)
+        self._outage_exits: set[str] = set()  # containers that ended unseen while the stream was lost
         self.drain_poll = 2.0  # seconds between drain passes while busy runners finish
         self._rng = rng
         self._backoff = Backoff(spec.backoff_initial, spec.backoff_max, rng)
@@ -119,33 +124,46 @@ class PoolManager:
 
     def _engine_went_away(self) -> None:
         """The event stream broke: deaths may go unseen until it is back; look at the engine now."""
-        self._engine_lost = True
+        with self._outage_lock:
+            self._engine_lost = True
+        self.wake()
+
+    def _engine_back(self, ended_unseen: set[str]) -> None:
+        """The event stream is back; `ended_unseen` ended while it was lost."""
+        with self._outage_lock:
+            self._outage_exits |= ended_unseen
+            self._engine_lost = False
         self.wake()
 
     def _boxes(self) -> list[Box]:
-        """The pool's containers; each marked `interrupted` if an engine outage stopped it.
+        """The pool's containers; each marked `interrupted` if the engine, not its runner, ended it.
 
-        The rule: a runner normally ends with a `die` event that the watcher sees. A container
-        found exited or dead *without* one, while the manager had lost the engine (event stream
-        broken or a pass failed on Docker) and until the stream is back, was stopped by the
-        engine going away, not by its runner finishing a job: it counts as `interrupted` (and
-        its registration is deleted), whatever its exit code. A manager that starts fresh adopts
-        exited containers by their exit code as before."""
-        stream_up = self._watcher.connected.is_set()  # before listing: a death after it has its event
+        The rule (docs/design.md): an ephemeral runner ends on its own when its job is done, so its
+        container dies without the engine having signalled it. A runner container is `interrupted`
+        (and its registration deleted), whatever its exit code, when
+        - the engine sent it its stop signal (a `kill` event with a signal other than SIGKILL):
+          dockerd stopping every container as it shuts down, or a `docker stop`; or
+        - it ended while the watcher had lost the event stream (engine stopped or crashed), as
+          far as the watcher can tell: exited or dead, no `die` event seen, listed while the
+          stream was lost or when it came back.
+        SIGKILL (`docker kill`, and the manager's own forced removals) keeps the exit-code outcome
+        (137: `failed`). A manager that starts fresh adopts exited containers by exit code."""
         items = self._docker().api.containers(all=True, filters=self._filters)
         boxes = [Box.from_api(item) for item in items]
+        listed = {b.id for b in boxes}
         # The engine's container list lags its `die` events by up to a few hundred ms: trust the event.
-        died = self._watcher.died(b.id for b in boxes)
-        if self._engine_lost:
-            self._interrupted.update(b.id for b in boxes if b.state in ("exited", "dead") and b.id not in died)
-            if stream_up:
-                self._engine_lost = False
-        self._interrupted.intersection_update(b.id for b in boxes)
+        died = self._watcher.died(listed)
+        stopped = {cid for cid, sig in self._watcher.signals().items() if sig != signal.SIGKILL}
+        with self._outage_lock:
+            if self._engine_lost:
+                self._outage_exits.update(b.id for b in boxes if b.state in ("exited", "dead") and b.id not in died)
+            self._outage_exits &= listed
+            unseen = set(self._outage_exits)
         out = []
         for b in boxes:
             if b.id in died and b.live:
                 b = dataclasses.replace(b, state="exited", exit_code=died[b.id])
-            if b.id in self._interrupted:
+            if (b.id in stopped and not b.live) or (b.id in unseen and b.id not in died):
                 b = dataclasses.replace(b, interrupted=True)
             out.append(b)
         return out
@@ -373,7 +391,6 @@ class PoolManager:
         kind, message = classify(exc)
         if kind == "docker":
             self._dc = None  # reconnect next time
-            self._engine_lost = True
         delay = self._backoff.next()
         if isinstance(exc, RateLimited) and exc.retry_at is not None:
             delay = max(delay, min(exc.retry_at.timestamp() - time.time(), 3600.0))

@@ -289,13 +289,16 @@ class FakeEngine:
         if self.github is not None and self.github.by_name(c.labels.get("ghr.runner-name", "")):
             self.github.set(c.labels["ghr.runner-name"], status="online")
 
+    def _publish(self, c: _Container, action: str, **attributes: str) -> None:
+        item = {"id": c.id, "status": action, "Action": action, "Actor": {"ID": c.id, "Attributes": attributes}}
+        for stream in list(self.streams):
+            if action in stream.filters.get("event", [action]) and all_labels(c.labels, stream.filters.get("label", [])):
+                stream.queue.put(item)
+
     def _die(self, c: _Container, code: int, *, event: bool = True) -> None:
         c.state, c.exit_code = "exited", code
         if event:
-            item = {"id": c.id, "Actor": {"ID": c.id, "Attributes": {"exitCode": str(code)}}}
-            for stream in list(self.streams):
-                if all_labels(c.labels, stream.filters.get("label", [])):
-                    stream.queue.put(item)
+            self._publish(c, "die", exitCode=str(code))
 
     def by_runner(self, name: str) -> _Container:
         return next(c for c in self.containers.values() if c.labels.get("ghr.runner-name") == name)
@@ -309,23 +312,39 @@ class FakeEngine:
         self._die(self.by_runner(runner_name), 0)
 
     def kill(self, runner_name: str, code: int = 137) -> None:
-        """`docker kill`: the container dies, its registration stays (offline)."""
+        """`docker kill`: SIGKILL, the container dies, its registration stays (offline)."""
         c = self.by_runner(runner_name)
+        self._publish(c, "kill", signal="9")
         self._die(c, code)
         if self.github is not None and self.github.by_name(runner_name):
             self.github.set(runner_name, status="offline", busy=False)
 
-    def stop(self) -> None:
-        """The engine shuts down: event streams break first, then running containers exit 0 unseen."""
+    def stop(self, *, crash: bool = False) -> None:
+        """The engine shuts down as dockerd does: its API refuses at once; each running container gets
+        SIGTERM (a `kill` event, signal 15) and exits 0 (`die`); then the event streams end.
+        `crash`: the streams break first and the containers end without any event."""
         self.up = False
+        if crash:
+            self._break_streams()
+        for c in self.containers.values():
+            if c.state == "running":
+                if not crash:
+                    self._publish(c, "kill", signal="15")
+                self._die(c, 0, event=not crash)
+                if self.github is not None and self.github.by_name(c.labels.get("ghr.runner-name", "")):
+                    self.github.set(c.labels["ghr.runner-name"], status="offline", busy=False)
+        self._break_streams()
+
+    def _break_streams(self) -> None:
         for stream in list(self.streams):
             stream.queue.put(EngineDown("the engine closed the connection"))
         self.streams.clear()
-        for c in self.containers.values():
-            if c.state == "running":
-                self._die(c, 0, event=False)
-                if self.github is not None and self.github.by_name(c.labels.get("ghr.runner-name", "")):
-                    self.github.set(c.labels["ghr.runner-name"], status="offline", busy=False)
+
+    def docker_stop(self, runner_name: str) -> None:
+        """`docker stop`: SIGTERM from the engine; the runner exits 0."""
+        c = self.by_runner(runner_name)
+        self._publish(c, "kill", signal="15")
+        self._die(c, 0)
 
     def start_engine(self) -> None:
         self.up = True

@@ -358,31 +358,68 @@ def test_drain_starts_no_runner(pool: Callable[..., Pool], github: FakeGitHub) -
 # -- engine outage -------------------------------------------------------------------------
 
 
-def test_runners_stopped_by_an_engine_restart_count_as_interrupted(pool: Callable[..., Pool], engine: FakeEngine,
-                                                                   github: FakeGitHub) -> None:
-    """Exit 0 without a `die` event while the engine was lost: `interrupted`, deregistered, refilled."""
+def test_runners_stopped_by_an_engine_restart_count_as_interrupted(running: Callable[..., Pool],
+                                                                   engine: FakeEngine, github: FakeGitHub) -> None:
+    """dockerd's shutdown SIGTERMs every runner (exit 0): `interrupted`, not `done`; deregistered; refilled."""
+    p = running(slots=2, reconcile_interval=0.2, backoff_initial=0.05, backoff_max=0.1)
+    _until(lambda: len(p.names()) == 2 and engine.streams)
+    old = set(p.names())
+    engine.stop()
+    _until(lambda: p.health()["state"] == "docker")
+    engine.start_engine()
+    _until(lambda: len(p.names()) == 2 and not old & set(p.names()) and p.health()["ok"])
+    assert p.metric("ghr_pool_runner_exits_total", outcome="interrupted") == 2
+    assert p.metric("ghr_pool_runner_exits_total", outcome="done") == 0
+    assert not old & {r.name for r in github.runners.values()}
+
+
+def test_exits_unseen_during_an_engine_crash_count_as_interrupted(pool: Callable[..., Pool], engine: FakeEngine,
+                                                                  github: FakeGitHub) -> None:
+    """No event at all (stream lost first): exits found while the engine was lost are `interrupted`."""
     p = pool(slots=2)
     p.full()
     old = set(p.names())
     p.mgr._engine_went_away()  # the watcher lost the event stream
-    engine.stop()
+    engine.stop(crash=True)
     with pytest.raises(EngineDown):
         p.fast()
     engine.start_engine()
-    p.mgr._watcher.connected.set()  # the stream is back
-    p.full()
+    p.full()  # the engine answers before the watcher is back: the exits are still unexplained
     assert p.metric("ghr_pool_runner_exits_total", outcome="interrupted") == 2
     assert p.metric("ghr_pool_runner_exits_total", outcome="done") == 0
     assert not old & {r.name for r in github.runners.values()} and len(p.names()) == 2
 
 
+def test_a_brief_engine_crash_is_caught_by_the_watcher(running: Callable[..., Pool], engine: FakeEngine) -> None:
+    """Engine gone and back between two passes, no event: the exits found are `interrupted`, slots refilled."""
+    p = running(slots=2, reconcile_interval=600.0)
+    _until(lambda: len(p.names()) == 2 and engine.streams)
+    old = set(p.names())
+    engine.stop(crash=True)
+    engine.start_engine()
+    _until(lambda: len(p.names()) == 2 and not old & set(p.names()))
+    assert p.metric("ghr_pool_runner_exits_total", outcome="interrupted") == 2
+
+
+def test_docker_stop_is_interrupted_and_docker_kill_failed(running: Callable[..., Pool], engine: FakeEngine) -> None:
+    """SIGTERM from the engine (`docker stop`) counts `interrupted`; SIGKILL (`docker kill`, 137) `failed`."""
+    p = running(slots=2, reconcile_interval=600.0)
+    _until(lambda: len(p.names()) == 2 and engine.streams)
+    stopped, killed = p.names()
+    engine.docker_stop(stopped)
+    engine.kill(killed)
+    _until(lambda: len(p.names()) == 2 and not {stopped, killed} & set(p.names()))
+    _until(lambda: p.metric("ghr_pool_runner_exits_total", outcome="interrupted") == 1
+           and p.metric("ghr_pool_runner_exits_total", outcome="failed") == 1)
+    assert p.metric("ghr_pool_runner_exits_total", outcome="done") == 0
+
+
 def test_exit_seen_as_a_die_event_is_not_interrupted(pool: Callable[..., Pool], engine: FakeEngine) -> None:
-    """Once the stream is back, a runner that exits 0 with its event is `done` again."""
+    """Once the stream is back, a runner that exits 0 on its own, with its event, is `done` again."""
     p = pool(slots=1)
     p.full()
     p.mgr._engine_went_away()
-    p.mgr._watcher.connected.set()
-    p.full()  # first listing with the stream up: nothing was lost
+    p.mgr._engine_back(set())  # nothing ended meanwhile
     (name,) = p.names()
     engine.finish_job(name)
     p.mgr._watcher.record(engine.by_runner(name).id, 0)

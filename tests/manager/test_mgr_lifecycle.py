@@ -62,7 +62,8 @@ def test_manager_image_runs_a_pool(new_spec: Any, emulator: Any, docker_client: 
         job = emulator.wait_job(emulator.enqueue_job("acme", spec["labels"], "id -u", timeout=60), timeout=90)
         assert job["conclusion"] == "success" and "1001" in job["output"]
         metrics = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-        assert 'ghr_github_api_calls_total{kind="generate_jitconfig"}' in metrics
+        # Counted by kind (and, since issue 12, by status class and fault kind too).
+        assert 'ghr_github_api_calls_total{fault="none",kind="generate_jitconfig",status="2xx"}' in metrics
         wait_for(lambda: online_idle(emulator, spec), 60, "a fresh runner after the job")
         manager.stop(timeout=60)
         assert manager.wait(timeout=60)["StatusCode"] == 0
