@@ -25,7 +25,7 @@ from pathlib import Path
 
 import docker
 
-from components.docker._image import _context_tar
+from components.docker import context_tar
 from components.image import MANAGER_CONTEXT, MANAGER_DOCKERFILE, RUNNER_CONTEXT, RUNNER_DOCKERFILE
 from github_client import GitHubClient, PatAuth, parse_scope
 from tests._support.polling import wait_for
@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _build(client: docker.DockerClient, context: str, dockerfile: str, tag: str, args: dict[str, str]) -> str:
-    image, _ = client.images.build(fileobj=_context_tar(context, dockerfile), custom_context=True,
+    image, _ = client.images.build(fileobj=context_tar(context, dockerfile), custom_context=True,
                                    dockerfile=dockerfile, tag=tag, buildargs=args, network_mode="host", rm=True)
     return image.id
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from pool_manager.spec import PoolSpec, SpecError, load_spec
 
-from .docker._connection import validate_host_spec
+from .docker import validate_host_spec
 
 NAMESPACE = "ghr"
 SECRET = "[secret]"

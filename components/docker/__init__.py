@@ -29,7 +29,7 @@ from ._container import (
     Mount,
     Upload,
 )
-from ._image import DockerBuildError, DockerImage, DockerImageArgs, DockerImageProvider, context_hash
+from ._image import DockerBuildError, DockerImage, DockerImageArgs, DockerImageProvider, context_hash, context_tar
 
 
 class HostConnection(TypedDict):
@@ -56,6 +56,7 @@ __all__ = [
     "Upload",
     "client_from_props",
     "context_hash",
+    "context_tar",
     "default_host_url",
     "docker_client",
     "host_props",

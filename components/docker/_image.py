@@ -77,7 +77,7 @@ def context_hash(context: str, dockerfile: str = "Dockerfile") -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def _context_tar(context: str, dockerfile: str) -> io.BytesIO:
+def context_tar(context: str, dockerfile: str) -> io.BytesIO:
     buf = io.BytesIO()
     with tarfile.open(mode="w", fileobj=buf) as tar:
         for rel in context_files(context, dockerfile):
@@ -118,7 +118,7 @@ class DockerImageProvider(ResourceProvider):
         dockerfile = props.get("dockerfile") or "Dockerfile"
         if not os.path.isdir(context):
             raise DockerBuildError(f"build context {context!r} is not a directory")
-        tar = _context_tar(context, dockerfile)
+        tar = context_tar(context, dockerfile)
         log_tail: list[str] = []
         image_id: str | None = None
         with client_from_props(props, timeout=BUILD_TIMEOUT) as client:
