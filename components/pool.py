@@ -17,8 +17,20 @@ from .readiness import DEFAULT_READY_TIMEOUT, RunnerPoolReady, spec_hash, summar
 from .registration import RunnerRegistration
 
 SPEC_PATH = "/etc/ghr/pool.json"
-CREDENTIALS_PATH = "/etc/ghr/credentials.json"
+# The credentials never touch the engine's storage: the manager's SECRETS_DIR is a bind mount of a
+# per-pool folder under the host's /dev/shm (a tmpfs on every Linux host) that outlives container
+# restarts; the file is written into it through the container (create and in-place rotation), and
+# removed from it when the manager is deleted. After a host reboot it is gone: `pulumi up --refresh`
+# sees it missing and replaces the manager, which delivers it again.
+SECRETS_HOST_ROOT = "/dev/shm/ghr"
+SECRETS_DIR = "/run/ghr-secrets"
+CREDENTIALS_PATH = f"{SECRETS_DIR}/credentials.json"
 STOP_MARGIN = 30
+
+
+def secrets_host_dir(stack: str, pool: str) -> str:
+    """The host folder (tmpfs) that holds a pool's credentials file, mounted at SECRETS_DIR in its manager."""
+    return f"{SECRETS_HOST_ROOT}/{stack}-{pool}"
 
 
 def _fixed_hash(spec: Mapping[str, Any]) -> str:
@@ -72,7 +84,12 @@ class RunnerPool(pulumi.ComponentResource):
             "image": args["manager_image"],
             "command": ["--spec", SPEC_PATH, "--credentials-file", CREDENTIALS_PATH],
             "host": args["host"],
-            "mounts": [{"type": "bind", "source": args["socket_path"], "target": "/var/run/docker.sock"}],
+            "mounts": [
+                {"type": "bind", "source": args["socket_path"], "target": "/var/run/docker.sock"},
+                # Host memory, not the container's writable layer; created by the engine when missing.
+                {"type": "bind", "source": secrets_host_dir(stack, pool), "target": SECRETS_DIR,
+                 "create_source": True},
+            ],
             "network_mode": args.get("network_mode") or "host",
             "restart_policy": "always",
             # ghr.spec-fixed: a change of a spec key the manager cannot reload replaces the manager.

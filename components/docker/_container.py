@@ -8,7 +8,14 @@ container (delete first: names are unique per host), except two in-place updates
 the new files into the running container (same paths, modes, owners) and sends it that
 signal; and ``stop_timeout`` (used at delete) is just recorded. ``read`` reports drift: a container
 that is gone drops out of state, a stopped one shows ``state`` != running and is replaced by
-the next ``pulumi up``. Delete stops with the grace period, then removes.
+the next ``pulumi up``, and so is one that lost an upload (``missing_uploads``: e.g. a file in a
+host tmpfs folder after a reboot). Delete stops with the grace period, then removes.
+
+An upload whose path lies in a bind mount is written through the container into that host
+folder (created by the engine when the mount has ``create_source``), never into the container's
+writable layer: that is how a secret stays out of the engine's storage (a folder under the host's
+``/dev/shm``). Delete removes such files from the host (a short-lived helper container of the same
+image, with the same mounts) after the container has stopped; the folder itself stays, empty.
 """
 
 from __future__ import annotations
@@ -96,6 +103,10 @@ class ContainerStartError(RuntimeError):
     """The container could not be created or started (the message says why)."""
 
 
+class ContainerCleanupError(RuntimeError):
+    """Delete could not remove the files a container's uploads left in a host folder (the message says which)."""
+
+
 class Upload(TypedDict):
     """A file written into the container before it starts."""
 
@@ -113,6 +124,9 @@ class Mount(TypedDict):
     source: NotRequired[str]
     target: str
     read_only: NotRequired[bool]
+    # bind only: the engine creates a missing host folder (a legacy bind, "Binds": HostConfig.Mounts
+    # refuses a missing source and engines before API 1.42 have no CreateMountpoint).
+    create_source: NotRequired[bool]
 
 
 def _uploads_tar(uploads: Sequence[Mapping[str, Any]]) -> bytes:
@@ -131,19 +145,49 @@ def _uploads_tar(uploads: Sequence[Mapping[str, Any]]) -> bytes:
     return buf.getvalue()
 
 
-def _mounts(specs: Sequence[Mapping[str, Any]]) -> list[Any]:
+def _mounts(specs: Sequence[Mapping[str, Any]]) -> tuple[list[Any], list[str]]:
+    """The docker SDK's ``mounts`` (HostConfig.Mounts) and ``volumes`` (legacy Binds, for create_source)."""
     from docker.types import Mount as DockerMount
 
-    out = []
+    out, binds = [], []
     for m in specs:
         kind = m.get("type", "bind")
+        if kind == "bind" and m.get("create_source"):
+            binds.append(f"{m['source']}:{m['target']}:{'ro' if m.get('read_only') else 'rw'}")
+            continue
         out.append(DockerMount(
             target=m["target"],
             source=m.get("source") if kind != "tmpfs" else None,
             type=kind,
             read_only=bool(m.get("read_only", False)),
         ))
-    return out
+    return out, binds
+
+
+def host_uploads(props: Mapping[str, Any]) -> list[str]:
+    """The upload paths that lie in a bind mount: their bytes are in a host folder, not in the container's layer."""
+    targets = [posixpath.normpath(str(m.get("target") or "/")).rstrip("/") + "/"
+               for m in plain(props.get("mounts") or []) if isinstance(m, dict) and m.get("type", "bind") == "bind"]
+    paths = [posixpath.normpath(up["path"]) for up in plain(props.get("uploads") or [])
+             if isinstance(up, dict) and isinstance(up.get("path"), str)]
+    return [p for p in paths if any(p.startswith(t) for t in targets)]
+
+
+def _missing(container: Any, paths: Sequence[str]) -> list[str]:
+    """The paths the container (running or not) does not have; an answer other than 404 counts as present."""
+    import docker.errors
+
+    missing = []
+    for path in paths:
+        try:
+            bits, _stat = container.get_archive(path)
+            for _chunk in bits:  # drain the response (a small file)
+                pass
+        except docker.errors.NotFound:
+            missing.append(path)
+        except docker.errors.APIError:
+            continue
+    return missing
 
 
 def _check_props(news: Mapping[str, Any]) -> list[CheckFailure]:
@@ -171,6 +215,11 @@ def _check_props(news: Mapping[str, Any]) -> list[CheckFailure]:
             fail(f"mounts[{i}].target", "a mount target must be an absolute path in the container")
         if m.get("type", "bind") != "tmpfs" and not m.get("source"):
             fail(f"mounts[{i}].source", "bind and volume mounts need a source")
+        if not isinstance(m.get("create_source", False), bool):
+            fail(f"mounts[{i}].create_source", "create_source must be true or false")
+        elif m.get("create_source") and (m.get("type", "bind") != "bind" or not str(m.get("source", "")).startswith("/")
+                                         or ":" in str(m.get("source", "")) + str(m.get("target", ""))):
+            fail(f"mounts[{i}].create_source", "create_source is for a bind mount of an absolute host path (no ':')")
     for i, up in enumerate(news.get("uploads") or []):
         if is_unknown(up):
             continue
@@ -206,6 +255,8 @@ class DockerContainerProvider(ResourceProvider):
             updates.append("uploads")
         if olds.get("state") in _STOPPED_STATES:
             replaces.append("state")
+        if olds.get("missing_uploads"):  # found missing by the last read (refresh): deliver them again
+            replaces.append("missing_uploads")
         return DiffResult(changes=bool(replaces or updates), replaces=replaces, delete_before_replace=True)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
@@ -214,6 +265,7 @@ class DockerContainerProvider(ResourceProvider):
         labels = {**(props.get("labels") or {}), MANAGED_LABEL: MANAGED_VALUE}
         name = props["name"]
         command = props.get("command")
+        mounts, binds = _mounts(props.get("mounts") or [])
         with client_from_props(props) as client:
             try:
                 old = client.containers.get(name)
@@ -232,7 +284,8 @@ class DockerContainerProvider(ResourceProvider):
                 command=command,
                 entrypoint=props.get("entrypoint") or None,
                 environment=dict(props.get("env") or {}),
-                mounts=_mounts(props.get("mounts") or []),
+                mounts=mounts,
+                volumes=binds or None,
                 network_mode=props.get("network_mode") or None,
                 # docker's stubs know only "always" and "on-failure"; the engine takes "no" and "unless-stopped" too
                 restart_policy={"Name": props.get("restart_policy") or "no"},  # type: ignore[arg-type]
@@ -314,13 +367,14 @@ class DockerContainerProvider(ResourceProvider):
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         import docker.errors
 
-        try:
-            with client_from_props(props, timeout=30) as client:
+        with client_from_props(props, timeout=30) as client:
+            try:
                 c = client.containers.get(id_)
-        except docker.errors.NotFound:
-            return ReadResult(id_=None, outs={})  # gone: refresh drops it, the next up recreates it
-        outs = dict(props)
-        outs.update(container_id=c.id, state=c.status)
+            except docker.errors.NotFound:
+                return ReadResult(id_=None, outs={})  # gone: refresh drops it, the next up recreates it
+            paths = [str(up["path"]) for up in plain(props.get("uploads") or []) if isinstance(up, dict) and up.get("path")]
+            outs = dict(props)
+            outs.update(container_id=c.id, state=c.status, missing_uploads=_missing(c, paths))
         return ReadResult(id_=id_, outs=outs)
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
@@ -335,9 +389,38 @@ class DockerContainerProvider(ResourceProvider):
             try:
                 if c.status in ("running", "restarting", "paused"):
                     c.stop(timeout=timeout)
+                _remove_host_uploads(client, c, props)
                 c.remove(force=True)
             except docker.errors.NotFound:
                 return
+
+
+def _remove_host_uploads(client: Any, container: Any, props: Mapping[str, Any]) -> None:
+    """Delete the uploads that live in the (stopped) container's bind mounts from the host.
+
+    A helper container of the same image, with the same mounts (``volumes_from``), runs ``rm -f``:
+    the engine may be remote, so its host's files are reached through it. Files already gone need
+    no helper, so a delete that failed here succeeds once they have been removed by hand.
+    """
+    import docker.errors
+
+    paths = host_uploads(props)
+    gone = _missing(container, paths)
+    present = [p for p in paths if p not in gone]
+    if not present:
+        return
+    name = props.get("name") or container.id[:12]
+    try:
+        client.containers.run(
+            container.attrs.get("Image") or props["image"], command=[], entrypoint=["rm", "-f", "--", *present],
+            volumes_from=[container.id], network_mode="none", user="0:0", remove=True,
+            labels={MANAGED_LABEL: MANAGED_VALUE, "ghr.role": "cleanup", "ghr.cleanup-of": str(name)},
+        )
+    except docker.errors.DockerException as exc:
+        raise ContainerCleanupError(
+            f"container {name!r} on {host_desc(props)} is stopped, but its files {', '.join(present)} (in a host "
+            f"folder it mounts) could not be removed: {exc}. Remove them on the host, then run the delete again"
+        ) from None
 
 
 class DockerContainerArgs(TypedDict):
@@ -408,6 +491,6 @@ class DockerContainer(Resource, module="docker", name="Container"):
 
 
 __all__ = [
-    "ContainerStartError", "DockerContainer", "DockerContainerArgs", "DockerContainerProvider",
-    "MANAGED_LABEL", "Mount", "Upload",
+    "ContainerCleanupError", "ContainerStartError", "DockerContainer", "DockerContainerArgs", "DockerContainerProvider",
+    "MANAGED_LABEL", "Mount", "Upload", "host_uploads",
 ]

@@ -86,7 +86,7 @@ def test_manager_container_settings(mocks):
         files = {u["path"]: u for u in _uploads(inputs)}
         spec = json.loads(files["/etc/ghr/pool.json"]["content"])
         assert spec["name_prefix"] == "unit-cpu-local" and spec["image"] == "sha256:fleet-cpu-local-image-runner"
-        assert files["/etc/ghr/credentials.json"]["mode"] == 0o400
+        assert files["/run/ghr-secrets/credentials.json"]["mode"] == 0o400  # host tmpfs: test_pulumi_credentials_storage
         assert inputs["stop_timeout"] > spec["drain_timeout"]
         assert "--credentials-file" in inputs["command"]
         from pool_manager.spec import load_spec
