@@ -41,6 +41,7 @@ fi
 
 # 3. Pulumi CLI + language host (built once, then cached).
 "$here/pulumi.sh" >/dev/null
+"$here/scaleset-conformance.sh" >/dev/null  # GitHub's scale-set client against the emulator (tests/scaleset_conformance)
 
 # 4. Docker engine, and the local base image for builds where no registry is reachable.
 "$here/docker.sh"
