@@ -8,6 +8,10 @@ with `load_spec(..., require_image=False)` at preview (the runner image id is on
 deploy) and writes `spec.with_image(image_id).dumps()` into the manager, which loads it with
 the same `load_spec` and refuses a spec without an image.
 
+`scaling` is `"fixed"` (the default: `slots` runners always online) or `"scale_set"` (a GitHub runner
+scale set follows demand between `min_runners` and `max_runners`; `slots` is then the capacity and
+equals `max_runners`). docs/design.md, "Pool spec", has every key.
+
 Pure: no Docker, no network, no file access.
 """
 
@@ -23,11 +27,14 @@ from typing import Any, Literal
 
 __all__ = [
     "FIXED_KEYS",
+    "MAX_SCALE_SET_NAME_LENGTH",
+    "SCALE_SET_FIXED_KEYS",
     "GpuSpec",
     "ContainerSpec",
     "PoolSpec",
     "SpecError",
     "VolumeSpec",
+    "check_scale_set_name",
     "load_spec",
     "parse_size",
 ]
@@ -35,6 +42,10 @@ __all__ = [
 # Spec keys a running manager cannot take on at a reload (SIGHUP): they name the pool, its
 # registrations and its metrics listener. A change of any of them needs a new manager.
 FIXED_KEYS = ("pool", "stack", "host", "scope_url", "api_url", "name_prefix", "metrics_port")
+# Fixed too: which scale set the manager holds a message session on. Kept apart from FIXED_KEYS because
+# a fixed pool's spec has none of them (its `ghr.spec-fixed` digest stays what it was); `fixed_changes`
+# compares both. `min_runners` and `max_runners` (and `slots`, which follows max) reload in place.
+SCALE_SET_FIXED_KEYS = ("scaling", "scale_set_name", "scale_set_id")
 # What makes a runner container of this pool what it is; `slots`, timeouts and tuning are not.
 _RUNNER_KEYS = ("pool", "stack", "host", "scope_url", "api_url", "name_prefix", "labels", "runner_group",
                 "image", "container")
@@ -45,6 +56,13 @@ RESERVED_LABEL_PREFIX = "ghr."
 _FORBIDDEN_ENV = re.compile(r"^(GHR_GITHUB_|ACTIONS_RUNNER_INPUT_)")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NAME_PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,50}$")
+# A scale set's name. GitHub's Actions service does not publish its rule; its own tooling (the
+# actions-runner-controller chart) refuses names over 45 characters, and the name doubles as a
+# `runs-on` label, so no whitespace, commas, '/' or control characters. Unique within a runner group
+# (GitHub answers 409), case-insensitively.
+MAX_SCALE_SET_NAME_LENGTH = 45
+_SCALE_SET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_SCALINGS = ("fixed", "scale_set")
 _IDENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _VOLUME_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]+$")
 _CAPABILITY = re.compile(r"^(CAP_)?[A-Z_]+$")
@@ -188,6 +206,28 @@ class PoolSpec:
     reconcile_interval: float = 30.0
     backoff_initial: float = 1.0
     backoff_max: float = 60.0
+    # Scale-set mode (all None for "fixed"): `slots` is the capacity and equals `max_runners`.
+    scaling: Literal["fixed", "scale_set"] = "fixed"
+    min_runners: int | None = None
+    max_runners: int | None = None
+    scale_set_name: str | None = None
+    scale_set_id: int | None = None  # the scale set the Pulumi program made; None: look it up by name
+
+    def __post_init__(self) -> None:
+        if self.scaling == "scale_set":
+            if self.min_runners is None or self.max_runners is None or self.scale_set_name is None:
+                raise SpecError("scaling", "scale_set needs min_runners, max_runners and scale_set_name")
+            if self.slots != self.max_runners:
+                raise SpecError("slots", f"is the capacity of a scale-set pool and must equal max_runners"
+                                f" ({self.max_runners}), got {self.slots}")
+        elif (self.min_runners, self.max_runners, self.scale_set_name, self.scale_set_id) != (None,) * 4:
+            raise SpecError("scaling", "min_runners, max_runners, scale_set_name and scale_set_id are for"
+                            " scaling \"scale_set\" only")
+
+    @property
+    def scale_set(self) -> bool:
+        """True for a pool that follows demand through a GitHub runner scale set."""
+        return self.scaling == "scale_set"
 
     def with_image(self, image: str) -> PoolSpec:
         """This spec with the runner image the manager runs (the image id built at deploy)."""
@@ -195,9 +235,18 @@ class PoolSpec:
             raise SpecError("image", f"expected the runner image id or reference, got {image!r}")
         return dataclasses.replace(self, image=image)
 
+    def with_scale_set_id(self, scale_set_id: int) -> PoolSpec:
+        """This scale-set pool's spec with the id of the scale set made for it (known at deploy)."""
+        if not self.scale_set:
+            raise SpecError("scale_set_id", "only a pool with scaling \"scale_set\" has a scale set")
+        if isinstance(scale_set_id, bool) or not isinstance(scale_set_id, int) or scale_set_id < 1:
+            raise SpecError("scale_set_id", f"expected the scale set's id (a positive integer), got {scale_set_id!r}")
+        return dataclasses.replace(self, scale_set_id=scale_set_id)
+
     def dump(self) -> dict[str, Any]:
         """The JSON-ready form the manager reads (docs/design.md, "Pool spec"): every key but the
-        tuning ones always, `container` and the tuning keys only where they differ from the defaults."""
+        tuning ones always, `container` and the tuning keys only where they differ from the defaults;
+        the scale-set keys only for a scale-set pool (a fixed pool's dump is what it was before them)."""
         out: dict[str, Any] = {
             "pool": self.pool, "stack": self.stack, "host": self.host,
             "scope_url": self.scope_url, "api_url": self.api_url, "name_prefix": self.name_prefix,
@@ -209,6 +258,9 @@ class PoolSpec:
         for key in _TUNING_KEYS:
             if getattr(self, key) != defaults[key]:
                 out[key] = _number_text(getattr(self, key))
+        if self.scale_set:
+            out.update(scaling=self.scaling, min_runners=self.min_runners, max_runners=self.max_runners,
+                       scale_set_name=self.scale_set_name, scale_set_id=self.scale_set_id)
         return out
 
     def dumps(self) -> str:
@@ -222,8 +274,8 @@ class PoolSpec:
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def fixed_changes(self, new: PoolSpec) -> list[str]:
-        """The FIXED_KEYS whose values differ in `new` (a reload must refuse those)."""
-        return [key for key in FIXED_KEYS if getattr(self, key) != getattr(new, key)]
+        """The FIXED_KEYS and SCALE_SET_FIXED_KEYS whose values differ in `new` (a reload must refuse those)."""
+        return [key for key in (*FIXED_KEYS, *SCALE_SET_FIXED_KEYS) if getattr(self, key) != getattr(new, key)]
 
     def runner_name_pattern(self) -> re.Pattern[str]:
         """Names this pool mints: `<name_prefix>-<slot>-<random6>`."""
@@ -495,11 +547,17 @@ def load_spec(data: Mapping[str, Any], *, runtimes: Iterable[str] | None = None,
             raise SpecError(f"labels[{i}]", f"expected a non-empty label without commas, got {label!r}")
     runner_group = _str(data, "runner_group", "", required=False, default="Default")
     assert runner_group is not None
+    scaling, min_runners, max_runners, scale_set_name, scale_set_id = _scaling(data, name_prefix)
     slots_raw = data.get("slots")
+    if scaling == "scale_set" and slots_raw is None:
+        slots_raw = max_runners
     if isinstance(slots_raw, bool) or not isinstance(slots_raw, int):
         raise SpecError("slots", f"expected an integer of at least 1, got {slots_raw!r}")
     if slots_raw < 1:
         raise SpecError("slots", f"must be at least 1, got {slots_raw}")
+    if scaling == "scale_set" and slots_raw != max_runners:
+        raise SpecError("slots", f"is the capacity of a scale-set pool and must equal max_runners ({max_runners}),"
+                        f" got {slots_raw}; leave slots out")
     image = _str(data, "image", "", required=False)
     if image is None and require_image:
         raise SpecError("image", "is missing: a manager runs the runner image the Pulumi program built, and the"
@@ -527,4 +585,50 @@ def load_spec(data: Mapping[str, Any], *, runtimes: Iterable[str] | None = None,
                     slots=slots_raw, image=image, container=container,
                     drain_timeout=drain_timeout if drain_timeout is not None else 600.0,
                     metrics_port=metrics_port, reconcile_interval=reconcile_interval,
-                    backoff_initial=backoff_initial, backoff_max=backoff_max)
+                    backoff_initial=backoff_initial, backoff_max=backoff_max, scaling=scaling,
+                    min_runners=min_runners, max_runners=max_runners, scale_set_name=scale_set_name,
+                    scale_set_id=scale_set_id)
+
+
+def check_scale_set_name(name: Any, where: str = "scale_set_name") -> str:
+    """A scale-set name GitHub accepts (see MAX_SCALE_SET_NAME_LENGTH), or a SpecError saying what to change."""
+    if not isinstance(name, str) or not name.strip():
+        raise SpecError(where, f"expected a non-empty scale set name, got {name!r}")
+    if len(name) > MAX_SCALE_SET_NAME_LENGTH:
+        raise SpecError(where, f"{name!r} is {len(name)} characters; a scale set name has at most"
+                        f" {MAX_SCALE_SET_NAME_LENGTH}: give a shorter one")
+    if not _SCALE_SET_NAME.match(name):
+        raise SpecError(where, f"{name!r}: a scale set name is letters, digits, '.', '_' or '-', starting with a"
+                        " letter or digit (no spaces, commas or '/': it is also a runs-on label)")
+    return name
+
+
+def _scaling(data: Mapping[str, Any], name_prefix: str) -> tuple[Literal["fixed", "scale_set"], int | None,
+                                                                   int | None, str | None, int | None]:
+    """`scaling` and, for a scale-set pool, min/max runners, the scale set's name and (when known) its id."""
+    scaling = data.get("scaling", "fixed")
+    if scaling is None:
+        scaling = "fixed"
+    if scaling not in _SCALINGS:
+        raise SpecError("scaling", f"expected \"fixed\" or \"scale_set\", got {scaling!r}")
+    keys = ("min_runners", "max_runners", "scale_set_name", "scale_set_id")
+    if scaling == "fixed":
+        for key in keys:
+            if data.get(key) is not None:
+                raise SpecError(key, "is for scaling \"scale_set\" only; remove it or set scaling to \"scale_set\"")
+        return "fixed", None, None, None, None
+    min_runners = _int(data, "min_runners", "", 0, minimum=0)
+    if data.get("max_runners") is None:
+        raise SpecError("max_runners", "is required for scaling \"scale_set\" (the most runners at once, at least 1)")
+    max_runners = _int(data, "max_runners", "", None, minimum=1)
+    assert min_runners is not None and max_runners is not None
+    if min_runners > max_runners:
+        raise SpecError("min_runners", f"{min_runners} is more than max_runners ({max_runners}); lower min_runners"
+                        " or raise max_runners")
+    name = data.get("scale_set_name")
+    if name is None and len(name_prefix) > MAX_SCALE_SET_NAME_LENGTH:
+        raise SpecError("scale_set_name", f"is derived from name_prefix {name_prefix!r}, {len(name_prefix)} characters;"
+                        f" a scale set name has at most {MAX_SCALE_SET_NAME_LENGTH}: give a shorter scale_set_name")
+    scale_set_name = check_scale_set_name(name_prefix if name is None else name)
+    scale_set_id = _int(data, "scale_set_id", "", None, minimum=1)
+    return "scale_set", min_runners, max_runners, scale_set_name, scale_set_id

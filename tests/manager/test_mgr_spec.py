@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from typing import Any
 
@@ -174,6 +175,11 @@ NORMAL_FORMS = {
     "tuning": minimal_with(drain_timeout=0.5, metrics_port=0, reconcile_interval=5, backoff_initial=0.25,
                            backoff_max=2),
     "no image yet": minimal_with(image=None),
+    "scale set at zero, id not known yet": minimal_with(
+        slots=4, scaling="scale_set", min_runners=0, max_runners=4, scale_set_name="sandbox-cpu-local",
+        scale_set_id=None),
+    "scale set warm, named, with its id": minimal_with(
+        slots=3, scaling="scale_set", min_runners=2, max_runners=3, scale_set_name="gpu.big_v2", scale_set_id=7),
 }
 
 
@@ -247,3 +253,98 @@ def test_with_image_refuses_an_empty_image(image: str) -> None:
     with pytest.raises(SpecError) as info:
         load_spec(MINIMAL).with_image(image)
     assert info.value.field == "image"
+
+
+# ---- scaling: fixed (slots) or a GitHub runner scale set (min/max) ---------------------------------
+
+SCALE_SET: dict[str, Any] = minimal_with(scaling="scale_set", min_runners=0, max_runners=4)
+del SCALE_SET["slots"]
+
+
+def test_fixed_is_the_default_and_dumps_as_before() -> None:
+    """Without `scaling` a pool is fixed: no scale-set keys in its dump, and an explicit "fixed" is the same."""
+    spec = load_spec(MINIMAL)
+    assert (spec.scaling, spec.scale_set, spec.min_runners, spec.max_runners, spec.scale_set_name) == (
+        "fixed", False, None, None, None)
+    assert spec.dump() == MINIMAL
+    assert load_spec(minimal_with(scaling="fixed")) == spec
+
+
+def test_scale_set_slots_is_the_capacity() -> None:
+    """A scale-set pool's slots is max_runners; its name is derived from name_prefix unless given."""
+    spec = load_spec(SCALE_SET)
+    assert (spec.scaling, spec.min_runners, spec.max_runners, spec.slots) == ("scale_set", 0, 4, 4)
+    assert spec.scale_set_name == "sandbox-cpu-local" and spec.scale_set_id is None
+    dumped = spec.dump()
+    assert dumped["slots"] == 4 and dumped["max_runners"] == 4 and dumped["scale_set_name"] == "sandbox-cpu-local"
+    assert load_spec(minimal_with(slots=4, scaling="scale_set", min_runners=0, max_runners=4)) == spec
+
+
+def test_with_scale_set_id() -> None:
+    """The program fills in the scale set's id at deploy; a fixed pool has no scale set."""
+    draft = load_spec(SCALE_SET)
+    spec = draft.with_scale_set_id(12)
+    assert spec.scale_set_id == 12 and draft.scale_set_id is None
+    assert load_spec(spec.dump()) == spec
+    with pytest.raises(SpecError) as info:
+        load_spec(MINIMAL).with_scale_set_id(12)
+    assert info.value.field == "scale_set_id"
+    with pytest.raises(SpecError):
+        draft.with_scale_set_id(0)
+
+
+@pytest.mark.parametrize(("changes", "field", "words"), [
+    ({"scaling": "scaleSet"}, "scaling", "scale_set"),
+    ({"max_runners": None}, "max_runners", "required"),
+    ({"max_runners": 0}, "max_runners", "at least 1"),
+    ({"min_runners": -1}, "min_runners", "at least 0"),
+    ({"min_runners": 5, "max_runners": 4}, "min_runners", "more than max_runners"),
+    ({"min_runners": True}, "min_runners", "integer"),
+    ({"slots": 2}, "slots", "must equal max_runners"),
+    ({"scale_set_name": "a" * 46}, "scale_set_name", "at most 45"),
+    ({"scale_set_name": "gpu pool"}, "scale_set_name", "letters, digits"),
+    ({"scale_set_name": "gpu,big"}, "scale_set_name", "letters, digits"),
+    ({"scale_set_name": "-gpu"}, "scale_set_name", "starting with"),
+    ({"scale_set_name": ""}, "scale_set_name", "non-empty"),
+    ({"name_prefix": "p" * 46}, "scale_set_name", "derived from name_prefix"),
+    ({"scale_set_id": 0}, "scale_set_id", "at least 1"),
+    ({"container": {"gpus": {"count": 2}, "gpu_per_slot": True}}, "slots", "gpu_per_slot"),
+], ids=["config spelling", "no max", "max zero", "min negative", "min over max", "min bool", "slots not max",
+        "name too long", "name with space", "name with comma", "name starts with dash", "empty name",
+        "derived name too long", "id zero", "gpus fewer than max"])
+def test_scale_set_refusals_name_the_field(changes: dict[str, Any], field: str, words: str) -> None:
+    """Every scale-set refusal names its field and says what to change."""
+    with pytest.raises(SpecError, match=words) as info:
+        load_spec({**SCALE_SET, **changes})
+    assert info.value.field == field
+
+
+@pytest.mark.parametrize("key", ["min_runners", "max_runners", "scale_set_name", "scale_set_id"])
+def test_a_fixed_pool_refuses_scale_set_keys(key: str) -> None:
+    """The scale-set keys mean nothing to a fixed pool: refused, naming the key."""
+    with pytest.raises(SpecError, match="scale_set") as info:
+        load_spec(minimal_with(**{key: 1}))
+    assert info.value.field == key
+
+
+@pytest.mark.parametrize(("changes", "fixed"), [
+    ({"min_runners": 1}, []), ({"max_runners": 6}, []), ({"labels": ["other"]}, []),
+    ({"scale_set_name": "renamed"}, ["scale_set_name"]), ({"scale_set_id": 9}, ["scale_set_id"]),
+    ({"scaling": "fixed", "min_runners": None, "max_runners": None, "slots": 4}, ["scaling", "scale_set_name"]),
+])
+def test_reload_takes_min_and_max_but_not_another_scale_set(changes: dict[str, Any], fixed: list[str]) -> None:
+    """min/max (and slots with max) reload in place; another scale set, or leaving scale sets, needs a new manager."""
+    old = load_spec(SCALE_SET)
+    new_data = {**SCALE_SET, **changes}
+    if new_data.get("scaling") == "fixed":
+        new_data = {k: v for k, v in new_data.items() if v is not None or k == "api_url"}
+    assert old.fixed_changes(load_spec(new_data)) == fixed
+
+
+def test_a_scale_set_spec_built_by_hand_is_consistent() -> None:
+    """PoolSpec itself refuses a scale-set pool whose slots is not its max, or a fixed pool with min/max."""
+    spec = load_spec(SCALE_SET)
+    with pytest.raises(SpecError):
+        dataclasses.replace(spec, slots=2)
+    with pytest.raises(SpecError):
+        dataclasses.replace(load_spec(MINIMAL), min_runners=1)
