@@ -1,0 +1,278 @@
+"""GitHub's own scale-set client (github.com/actions/scaleset v0.4.0: its Client and its listener package,
+built by toolchain/scaleset-conformance.sh) runs jobs through a scale set on our emulator, with stand-in
+runners started from the JIT configs it gets. Loopback only, no Docker.
+
+A failure of the Go program fails the test, except when probing shows that the emulator does not serve one of
+the Actions-service endpoints at all (404/405/501 on a well-formed call): then the test skips and names it.
+A wrong status, field or header on an endpoint that exists is a wire mismatch and fails."""
+
+from __future__ import annotations
+
+import inspect
+import io
+import json
+import os
+import subprocess
+import tarfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urljoin
+
+import pytest
+import requests
+
+from emulator import Emulator
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD = ROOT / "toolchain" / "scaleset-conformance.sh"
+N_JOBS = 3
+ORG = "acme"
+REPO = "acme/widgets"
+SCALE_SET = "ghr-conformance"
+GO_TIMEOUT = 120  # the program's own bound (s); the subprocess gets a margin on top
+HTTP_TIMEOUT = 15.0
+MISSING = (404, 405, 501)
+
+
+def _emulator_options(**wanted: Any) -> dict[str, Any]:
+    """Options this emulator version takes (a short message long-poll keeps the 202 path exercised)."""
+    params = inspect.signature(Emulator.__init__).parameters
+    return {k: v for k, v in wanted.items() if k in params}
+
+
+@pytest.fixture(scope="module")
+def conformance_bin() -> Path:
+    """The Go program, from make setup's cache (built on the spot, from the Go module proxy, if missing)."""
+    res = subprocess.run([str(BUILD)], capture_output=True, text=True, timeout=900, cwd=ROOT)
+    if res.returncode != 0:
+        pytest.fail(f"{BUILD.name} failed (run `make setup`):\n{res.stderr[-3000:]}")
+    path = Path(res.stdout.strip().splitlines()[-1])
+    assert path.is_file() and os.access(path, os.X_OK), f"{BUILD.name} printed {path!r}, not an executable"
+    return path
+
+
+@pytest.fixture
+def emu() -> Iterator[Emulator]:
+    with Emulator(**_emulator_options(message_poll_wait=5.0)) as e:
+        yield e
+
+
+@pytest.fixture
+def runner_dir(tmp_path: Path, emu: Emulator) -> Path:
+    """The stand-in runner as users get it: the release tarball from the emulator, unpacked."""
+    resp = requests.get(emu.download_url(), timeout=HTTP_TIMEOUT)
+    resp.raise_for_status()
+    root = tmp_path / "actions-runner"
+    root.mkdir()
+    with tarfile.open(fileobj=io.BytesIO(resp.content)) as tar:
+        tar.extractall(root, filter="data")
+    return root
+
+
+def _runner_env(token: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ACTIONS_RUNNER_INPUT_")}
+    env["GHR_CONFORMANCE_TOKEN"] = token  # not on the command line
+    env["RUNNER_ALLOW_RUNASROOT"] = "1"  # the suite may run as root
+    env["GHR_STANDIN_MAX_OUTAGE"] = "10"
+    return env
+
+
+# ---- probing: does the emulator serve the Actions-service endpoints at all? ---------------------------------
+
+class _Service:
+    """The Actions service as GitHub's client reaches it: admin JWT from runner-registration, api-version query."""
+
+    def __init__(self, emu: Emulator) -> None:
+        self.s = requests.Session()
+        self.s.headers["User-Agent"] = "ghr-conformance-probe"
+        self.emu = emu
+        self.url = ""
+        self.token = ""
+
+    def connect(self, scope_url: str, reg_path: str) -> str | None:
+        """None when connected; else the endpoint the emulator lacks. Raises on other failures."""
+        r = self.s.post(self.emu.api_url + reg_path, headers={"Authorization": f"Bearer {self.emu.admin_token}"},
+                        timeout=HTTP_TIMEOUT)
+        if r.status_code in MISSING:
+            return f"POST {reg_path} ({r.status_code})"
+        r.raise_for_status()
+        reg = r.json()["token"]
+        r = self.s.post(self.emu.api_url + "/actions/runner-registration", json={"url": scope_url, "runner_event": "register"},
+                        headers={"Authorization": f"RemoteAuth {reg}"}, timeout=HTTP_TIMEOUT)
+        if r.status_code in MISSING:
+            return f"POST /api/v3/actions/runner-registration ({r.status_code})"
+        r.raise_for_status()
+        self.url, self.token = r.json()["url"], r.json()["token"]
+        return None
+
+    def call(self, method: str, path: str, body: Any = None, token: str | None = None, url: str | None = None,
+             query: dict[str, Any] | None = None, headers: dict[str, str] | None = None) -> requests.Response:
+        target = url or urljoin(self.url.rstrip("/") + "/", path)
+        q = dict(query or {})
+        if url is None:
+            q["api-version"] = "6.0-preview"
+        sep = "&" if "?" in target else "?"
+        hdrs = {"Authorization": f"Bearer {token or self.token}", **(headers or {})}
+        return self.s.request(method, target + sep + urlencode(q), json=body, headers=hdrs, timeout=HTTP_TIMEOUT)
+
+
+def _probe_missing(emu: Emulator) -> str | None:
+    """Walks every Actions-service endpoint GitHub's client calls, once, on a scale set of its own.
+    Returns the first one the emulator does not serve (404/405/501 on a call that GitHub answers), or None."""
+    svc = _Service(emu)
+    lack = svc.connect(f"{emu.url}/{ORG}", f"/orgs/{ORG}/actions/runners/registration-token")
+    if lack:
+        return lack
+    if not svc.url:
+        return "an Actions-service URL in the runner-registration answer"
+
+    def lacks(label: str, r: requests.Response) -> str | None:
+        return f"{label} ({r.status_code})" if r.status_code in MISSING else None
+
+    ss = "_apis/runtime/runnerscalesets"
+    groups = svc.call("GET", "_apis/runtime/runnergroups/", query={"groupName": "Default"})
+    steps: list[tuple[str, requests.Response]] = [
+        ("GET _apis/runtime/runnergroups/?groupName=", groups),
+        (f"GET {ss}?runnerGroupId=&name=", svc.call("GET", ss, query={"runnerGroupId": 1, "name": "ghr-probe"})),
+    ]
+    for label, r in steps:
+        if lacks(label, r):
+            return lacks(label, r)
+    spec = {"name": "ghr-probe", "runnerGroupId": 1, "labels": [{"type": "System", "name": "ghr-probe-only"}],
+            "RunnerSetting": {"disableUpdate": True}}
+    r = svc.call("POST", ss, spec)
+    if lacks(f"POST {ss}", r) or not r.ok:
+        return lacks(f"POST {ss}", r)
+    sid = r.json().get("id")
+    steps = [(f"GET {ss}/{{id}}", svc.call("GET", f"{ss}/{sid}")),
+             (f"PATCH {ss}/{{id}}", svc.call("PATCH", f"{ss}/{sid}", spec))]
+    r = svc.call("POST", f"{ss}/{sid}/sessions", {"ownerName": "ghr-probe"})
+    steps.append((f"POST {ss}/{{id}}/sessions", r))
+    session = r.json() if r.ok else {}
+    r = svc.call("POST", f"{ss}/{sid}/generatejitconfig", {"name": "ghr-probe-runner", "workFolder": "_work"})
+    steps.append((f"POST {ss}/{{id}}/generatejitconfig", r))
+    rid = (r.json().get("runner") or {}).get("id") if r.ok else None
+    agents = "_apis/distributedtask/pools/0/agents"
+    if rid:
+        steps.append((f"GET {agents}/{{id}}", svc.call("GET", f"{agents}/{rid}")))
+        steps.append((f"GET {agents}?agentName=", svc.call("GET", agents, query={"agentName": "ghr-probe-runner"})))
+    if session.get("messageQueueUrl"):
+        qtok = session.get("messageQueueAccessToken", "")
+        steps.append((f"POST {ss}/{{id}}/acquirejobs", svc.call("POST", f"{ss}/{sid}/acquirejobs", [], token=qtok)))
+        try:
+            steps.append(("GET <messageQueueUrl>", svc.call(
+                "GET", "", url=session["messageQueueUrl"], token=qtok,
+                headers={"X-ScaleSetMaxCapacity": "0", "Accept": "application/json; api-version=6.0-preview"})))
+        except requests.Timeout:
+            pass  # held as a long poll: it exists
+    if rid:
+        steps.append((f"DELETE {agents}/{{id}}", svc.call("DELETE", f"{agents}/{rid}")))
+    if session.get("sessionId"):
+        r = svc.call("DELETE", f"{ss}/{sid}/sessions/{session['sessionId']}")
+        steps.append((f"DELETE {ss}/{{id}}/sessions/{{sessionId}}", r))
+    steps.append((f"DELETE {ss}/{{id}}", svc.call("DELETE", f"{ss}/{sid}")))
+    for label, r in steps:
+        if lacks(label, r):
+            return lacks(label, r)
+    return None
+
+
+def _missing_endpoint() -> str | None:
+    """Probes a fresh emulator, so that the failed run's leftovers cannot decide."""
+    with Emulator(**_emulator_options(message_poll_wait=1.0)) as probe_emu:
+        return _probe_missing(probe_emu)
+
+
+# ---- the test -----------------------------------------------------------------------------------------
+
+def _run_conformance(binary: Path, emu: Emulator, runner_dir: Path,
+                     work: Path) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    args = [str(binary), "--url", f"{emu.url}/{ORG}", "--name", SCALE_SET, "--labels", SCALE_SET,
+            "--runner-cmd", str(runner_dir / "run.sh"), "--work-dir", str(work), "--keep-work-dirs",
+            "--jobs", str(N_JOBS), "--max-runners", "4", "--min-runners", "0", "--timeout", f"{GO_TIMEOUT}s"]
+    res = subprocess.run(args, env=_runner_env(emu.admin_token), capture_output=True, text=True, timeout=GO_TIMEOUT + 60)
+    try:
+        summary: dict[str, Any] = json.loads(res.stdout)
+    except ValueError:
+        summary = {}
+    return res, summary
+
+
+def test_github_scaleset_client_runs_jobs_through_the_emulator(conformance_bin: Path, emu: Emulator, runner_dir: Path,
+                                                                tmp_path: Path) -> None:
+    """Create scale set, session, one stand-in runner per assigned job, JobStarted/JobCompleted, clean delete."""
+    job_ids = [emu.enqueue_job(REPO, [SCALE_SET], f"echo conformance-{i}") for i in range(N_JOBS)]
+
+    res, summary = _run_conformance(conformance_bin, emu, runner_dir, tmp_path / "runners")
+
+    if res.returncode != 0:
+        failure = (f"GitHub's scale-set client failed (exit {res.returncode}) at step {summary.get('step')!r}:\n"
+                   f"{summary.get('error') or res.stdout[-2000:]}\n--- stderr (end) ---\n{res.stderr[-4000:]}")
+        try:
+            missing = _missing_endpoint()
+        except (requests.RequestException, KeyError, ValueError) as exc:
+            pytest.fail(f"{failure}\n--- probing the emulator's endpoints failed too: {exc!r}")
+        if missing:
+            stopped = " ".join(str(summary.get("error") or res.stderr[-300:]).split())[:400]
+            pytest.skip(f"the emulator does not serve {missing} yet, an endpoint GitHub's scale-set client calls "
+                        f"(the client stopped at step {summary.get('step')!r}: {stopped})")
+        pytest.fail(failure)
+    assert summary.get("ok") is True, summary
+
+    # Every job ran once, on one of the runners the client started from its JIT configs, and succeeded.
+    completed = summary["completed"]
+    names = [c["runnerName"] for c in completed]
+    assert len(completed) == N_JOBS and len(set(names)) == N_JOBS, completed
+    assert all(c["result"].lower() == "succeeded" for c in completed), completed
+    started_by = {r["name"] for r in summary["runners"]}
+    assert set(names) <= started_by, (names, started_by)
+    assert {s["runnerName"] for s in summary["started"]} == set(names), summary["started"]  # JobStarted for each
+    assert summary["maxConcurrentRunners"] <= 4
+
+    jobs = [emu.job(j) for j in job_ids]
+    for i, job in enumerate(jobs):
+        assert job["status"] == "completed" and job["conclusion"] == "success", job
+        assert f"conformance-{i}" in job["output"], job
+    assert sorted(j["runner_name"] for j in jobs) == sorted(names), (jobs, completed)
+    # The messages name each job's runner by the id the Actions service gave it.
+    by_name = {c["runnerName"]: c for c in completed}
+    for job in jobs:
+        assert by_name[job["runner_name"]]["runnerId"] == job["runner_id"], (job, by_name)
+
+    # Clean-up as GitHub's client did it: session closed, scale set deleted (checked by the program through the
+    # API: DELETE answered as GitHub does, then not found by name); here, the emulator's own view.
+    assert summary["sessionClosed"] and summary["scaleSetDeleted"] and summary["scaleSetGoneAfterDelete"], summary
+    _assert_scale_set_gone(emu, summary["scaleSetId"])
+    _wait_runners_gone(emu, started_by)
+
+
+def _assert_scale_set_gone(emu: Emulator, scale_set_id: int) -> None:
+    svc = _Service(emu)
+    assert svc.connect(f"{emu.url}/{ORG}", f"/orgs/{ORG}/actions/runners/registration-token") is None
+    r = svc.call("GET", "_apis/runtime/runnerscalesets", query={"runnerGroupId": 1, "name": SCALE_SET})
+    assert r.status_code == 200 and r.json()["count"] == 0, (r.status_code, r.text)
+    r = svc.call("GET", f"_apis/runtime/runnerscalesets/{scale_set_id}")
+    assert r.status_code == 404, (r.status_code, r.text)
+    # A new session on the deleted scale set is refused: the old one cannot linger.
+    r = svc.call("POST", f"_apis/runtime/runnerscalesets/{scale_set_id}/sessions", {"ownerName": "after"})
+    assert r.status_code == 404, (r.status_code, r.text)
+    for attr in ("scale_sets", "scale_set_sessions", "message_sessions"):
+        view = getattr(emu, attr, None)
+        if callable(view):  # the emulator's Python view, where it has one
+            assert not [x for x in view() if x.get("id") == scale_set_id or x.get("scale_set_id") == scale_set_id], attr
+
+
+def _wait_runners_gone(emu: Emulator, names: set[str], timeout: float = 30.0) -> None:
+    """Ephemeral runners are deleted once their job is done (GitHub lags a little; so may the emulator)."""
+    deadline = time.monotonic() + timeout
+    left: list[str] = []
+    while time.monotonic() < deadline:
+        left = [r["name"] for r in emu.runners() if r["name"] in names]
+        if not left:
+            return
+        time.sleep(0.5)
+    pytest.fail(f"runners still registered {timeout}s after their jobs: {left}")
