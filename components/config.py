@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pool_manager.spec import PoolSpec, SpecError, load_spec
+from pool_manager.spec import MAX_SCALE_SET_NAME_LENGTH, PoolSpec, SpecError, check_scale_set_name, load_spec
 
 from .docker import validate_host_spec
 
@@ -49,8 +49,10 @@ HOST_KEYS = {"name", "url", "sshOptions", "tls", "socketPath"}
 TLS_KEYS = {"ca", "cert", "key"}
 POOL_KEYS = {
     "name", "hosts", "slots", "labels", "runnerGroup", "image", "container", "drainTimeout", "metricsPort",
-    "readyTimeout",
+    "readyTimeout", "scaling", "minRunners", "maxRunners", "scaleSetName",
 }
+SCALINGS = {"fixed": "fixed", "scaleSet": "scale_set", "scale_set": "scale_set"}  # config value -> spec value
+MAX_RUNNERS = 64  # per host, as slots
 IMAGE_KEYS = {"base", "runnerVersion", "runnerSha256", "runnerUrl", "extraPackages"}
 CONTAINER_KEYS = {
     "cpus", "memory", "pidsLimit", "shmSize", "gpus", "gpuPerSlot", "volumes", "env", "networkMode",
@@ -138,6 +140,15 @@ class PoolConfig:
     drain_timeout: int = 600
     metrics_port: int = 9101
     ready_timeout: int = 180  # seconds `pulumi up` waits for `slots` runners online; 0: no wait
+    # "fixed" (slots runners always) or "scale_set" (min..max, following demand; slots is then max_runners).
+    scaling: str = "fixed"
+    min_runners: int | None = None
+    max_runners: int | None = None
+    scale_set_name: str | None = None  # None: each host's scale set is named by its name_prefix
+
+    @property
+    def scale_set(self) -> bool:
+        return self.scaling == "scale_set"
 
     def name_prefix(self, stack: str, host: str) -> str:
         return f"{stack}-{self.name}-{host}"
@@ -514,9 +525,14 @@ def _parse_pools(c: _Checker, raw: Any, hosts: Sequence[HostConfig], github: Git
                       f"use one of: {', '.join(host_names)}")
         if len(set(map(str, ph))) != len(ph):
             c.add(f"{pp}.hosts", "lists a host twice", "list each host once")
-        slots = c.int_in(p.get("slots"), f"{pp}.slots", 1, 64, 1)
-        if p.get("slots") is None:
-            c.add(f"{pp}.slots", "is required", "set how many runners this pool keeps per host, e.g. slots: 2")
+        scaling, min_runners, max_runners, scale_set_name = _parse_scaling(c, p, pp, len(ph))
+        if scaling == "scale_set":
+            slots = max_runners or 1  # the capacity
+        else:
+            slots = c.int_in(p.get("slots"), f"{pp}.slots", 1, 64, 1)
+            if p.get("slots") is None:
+                c.add(f"{pp}.slots", "is required", "set how many runners this pool keeps per host, e.g. slots: 2"
+                      " (or scaling: scaleSet with minRunners and maxRunners to follow demand)")
         labels = p.get("labels")
         if not isinstance(labels, list) or not labels:
             c.add(f"{pp}.labels", f"expected a non-empty list of runner labels, got {_show(labels)}",
@@ -558,14 +574,64 @@ def _parse_pools(c: _Checker, raw: Any, hosts: Sequence[HostConfig], github: Git
             pools.append(PoolConfig(name=name, hosts=tuple(str(h) for h in ph), slots=slots,
                                     labels=tuple(str(x) for x in labels), runner_group=group, image=image,
                                     container=container, drain_timeout=drain, metrics_port=port,
-                                    ready_timeout=ready_timeout))
+                                    ready_timeout=ready_timeout, scaling=scaling, min_runners=min_runners,
+                                    max_runners=max_runners, scale_set_name=scale_set_name))
     return pools
+
+
+def _parse_scaling(c: _Checker, p: Mapping[str, Any], pp: str,
+                   host_count: int) -> tuple[str, int | None, int | None, str | None]:
+    """A pool's ``scaling`` (``fixed`` or ``scaleSet``) and, for a scale-set pool, min/max runners and its name.
+
+    Runner scale sets exist for every runner scope (repository, organisation and enterprise: GitHub's own
+    client and actions-runner-controller register them at all three); a server without them (GitHub
+    Enterprise Server before 3.9) is only known at deploy, where RunnerScaleSet reports it."""
+    raw = p.get("scaling")
+    scale_keys = [k for k in ("minRunners", "maxRunners", "scaleSetName") if p.get(k) is not None]
+    if raw is None or raw == "fixed":
+        for key in scale_keys:
+            c.add(f"{pp}.{key}", "only applies to a pool with scaling: scaleSet",
+                  "add scaling: scaleSet to follow demand, or remove it (a fixed pool keeps `slots` runners)")
+        return "fixed", None, None, None
+    if raw not in SCALINGS:
+        c.add(f"{pp}.scaling", f"expected fixed or scaleSet, got {_show(raw)}",
+              "fixed keeps `slots` runners online; scaleSet follows demand between minRunners and maxRunners")
+        return "fixed", None, None, None
+    if p.get("slots") is not None:
+        c.add(f"{pp}.slots", "is given together with scaling: scaleSet",
+              "remove slots: a scale-set pool's capacity per host is maxRunners")
+    if p.get("maxRunners") is None:
+        c.add(f"{pp}.maxRunners", "is required with scaling: scaleSet",
+              f"set the most runners at once per host (1-{MAX_RUNNERS}), e.g. maxRunners: 4")
+    max_runners = c.int_in(p.get("maxRunners"), f"{pp}.maxRunners", 1, MAX_RUNNERS, 1)
+    min_runners = c.int_in(p.get("minRunners"), f"{pp}.minRunners", 0, MAX_RUNNERS, 0)
+    if min_runners > max_runners and p.get("maxRunners") is not None:
+        c.add(f"{pp}.minRunners", f"{min_runners} is more than maxRunners ({max_runners})",
+              "lower minRunners or raise maxRunners")
+        min_runners = max_runners
+    name = p.get("scaleSetName")
+    if name is not None:
+        try:
+            name = check_scale_set_name(name)
+        except SpecError as exc:
+            c.add(f"{pp}.scaleSetName", exc.reason)
+            name = None
+        if name is not None and host_count > 1:
+            c.add(f"{pp}.scaleSetName", f"names one scale set, but the pool runs on {host_count} hosts and each"
+                  " host has its own scale set", "remove scaleSetName: each host's is named <stack>-<pool>-<host>")
+            name = None
+    return "scale_set", min_runners, max_runners, name
 
 
 # ---- the pool spec -----------------------------------------------------------------------------
 
 def _spec_document(stack: str, github: GitHubConfig, pool: PoolConfig, host: str) -> dict[str, Any]:
     """The pool spec's JSON form (design.md, "Pool spec") as configured, without the image."""
+    scaling: dict[str, Any] = {}
+    if pool.scale_set:
+        scaling = {"scaling": "scale_set", "min_runners": pool.min_runners, "max_runners": pool.max_runners}
+        if pool.scale_set_name is not None:
+            scaling["scale_set_name"] = pool.scale_set_name
     return {
         "pool": pool.name,
         "stack": stack,
@@ -579,6 +645,7 @@ def _spec_document(stack: str, github: GitHubConfig, pool: PoolConfig, host: str
         "container": dict(pool.container),
         "drain_timeout": pool.drain_timeout,
         "metrics_port": pool.metrics_port,
+        **scaling,
     }
 
 
@@ -595,9 +662,16 @@ def _build_specs(c: _Checker, stack: str, github: GitHubConfig, hosts: Sequence[
             try:
                 specs[(pool.name, host)] = load_spec(_spec_document(stack, github, pool, host), require_image=False)
             except SpecError as exc:
-                path = f"{NAMESPACE}:pools[{index.get(pool.name, i)}].{_spec_path_to_config(exc.field)}"
-                if not any(p.path == path and p.message == exc.reason for p in c.problems):
-                    c.add(path, exc.reason)  # once, not once per host
+                key = "maxRunners" if pool.scale_set and exc.field == "slots" else _spec_path_to_config(exc.field)
+                path = f"{NAMESPACE}:pools[{index.get(pool.name, i)}].{key}"
+                reason, fix = exc.reason, ""
+                if exc.field == "scale_set_name" and pool.scale_set_name is None:
+                    prefix = pool.name_prefix(stack, host)
+                    reason = (f"the scale set on host {host!r} would be named {prefix!r} (<stack>-<pool>-<host>),"
+                              f" {len(prefix)} characters; GitHub takes at most {MAX_SCALE_SET_NAME_LENGTH}")
+                    fix = "set scaleSetName (one host), or shorten the pool, host or stack name"
+                if not any(p.path == path and p.message == reason for p in c.problems):
+                    c.add(path, reason, fix)  # once, not once per host
     return specs
 
 

@@ -18,6 +18,8 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     ("docker-socket", {"container": {"volumes": [{"type": "bind", "source": "/var/run/docker.sock",
                                                   "target": "/var/run/docker.sock"}]}},
      "ghr:pools[0].container.volumes[0].source"),
+    ("scale-set-min-over-max", {"slots": None, "scaling": "scaleSet", "minRunners": 3, "maxRunners": 2},
+     "ghr:pools[0].minRunners"),
 ]
 
 
@@ -32,6 +34,7 @@ def bad_stack(program_stack, emulator):
 def test_preview_rejects_bad_config(bad_stack, emulator, override, path):
     """The preview fails, names the key path and creates no resource."""
     pool = {"name": "cpu", "hosts": ["local"], "slots": 2, "labels": ["self-hosted"], **override}
+    pool = {key: value for key, value in pool.items() if value is not None}
     write_stack_config(bad_stack, emulator, pools=[pool])
     proc = bad_stack.preview(check=False)
     assert proc.returncode != 0
