@@ -1,0 +1,222 @@
+"""The manager's credentials never reach the engine's storage (issue 12, deliverable 3).
+
+They live in a per-pool folder of the host's /dev/shm (a tmpfs), bind-mounted into the manager,
+and in the manager's memory. These tests read what the engine stores for the container (its
+overlay upper dir, its folder under DockerRootDir/containers, `docker inspect`) and find no token;
+the file is in /dev/shm, mode 0400; an in-place rotation writes the new one there; a lost file (a
+reboot) is found by `refresh` and delivered again by `up`; `destroy` leaves no credentials behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+from components.docker import DockerContainerProvider
+from components.pool import CREDENTIALS_PATH, SECRETS_DIR, secrets_host_dir
+from tests._support.polling import wait_for
+from tests.e2e.e2e_helpers import write_stack_config
+
+pytestmark = [pytest.mark.engine, pytest.mark.docker, pytest.mark.slow]
+
+BASE_IMAGE = "ghr-base:bookworm"
+# A stand-in that takes SIGHUP (a reload) without dying and TERM at once.
+STANDIN = ["sh", "-c", "trap : HUP; trap 'exit 0' TERM; while :; do sleep 0.2; done"]
+
+
+def _storage_hits(container_id: str, secrets: list[str], must_hold: str) -> list[str]:
+    """Where the engine's storage for the container holds any of `secrets`: every file of its overlay upper
+    dir and of its DockerRootDir/containers/<id> folder, and its `docker inspect`. `must_hold` is a path the
+    upper dir must have (proves this is the container's layer: the spec file the program uploaded)."""
+    client = docker.from_env()
+    info = client.api.inspect_container(container_id)
+    root = Path(client.info()["DockerRootDir"])
+    upper = Path(info["GraphDriver"]["Data"]["UpperDir"])
+    assert (upper / must_hold.lstrip("/")).is_file(), f"{must_hold} not in {upper}: not this container's layer?"
+    hits = [f"docker inspect ({s[:8]}...)" for s in secrets if s in json.dumps(info)]
+    scanned = 0
+    for folder in (upper, root / "containers" / container_id):
+        for path in folder.rglob("*"):
+            if path.is_symlink() or not path.is_file():
+                continue
+            data = path.read_bytes()
+            scanned += 1
+            hits += [f"{path} ({s[:8]}...)" for s in secrets if s.encode() in data]
+    assert scanned >= 3, f"only {scanned} files under {upper} and {root}/containers/{container_id}"
+    return hits
+
+
+def _on_tmpfs(path: Path) -> bool:
+    return subprocess.run(["stat", "-f", "-c", "%T", str(path)], capture_output=True, text=True,
+                          check=True).stdout.strip() == "tmpfs"
+
+
+def _assert_host_file(path: Path, token: str) -> None:
+    st = path.stat()
+    assert stat.S_IMODE(st.st_mode) == 0o400 and st.st_uid == 0, oct(st.st_mode)
+    assert token in path.read_text()
+    assert _on_tmpfs(path), f"{path} is not on a tmpfs"
+
+
+# ---- the DockerContainer provider on the engine, without Pulumi --------------------------------------------
+
+@pytest.fixture
+def shm_dir() -> Iterator[Path]:
+    folder = Path("/dev/shm") / f"ghr-test-{uuid.uuid4().hex[:8]}"
+    yield folder / "box"
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.parametrize("stopped_at_delete", [False, True])
+def test_provider_writes_uploads_through_a_bind_mount_only(shm_dir: Path, stopped_at_delete: bool) -> None:
+    """Create (uploads into a created container), reload (into a running one), read (a lost file), delete
+    (running or stopped): the secret is only ever in the host folder, never in the engine's storage."""
+    tok1, tok2 = f"ghp_store{uuid.uuid4().hex}", f"ghp_store{uuid.uuid4().hex}"
+    props: dict[str, Any] = {
+        "docker_host": "unix:///var/run/docker.sock", "name": f"ghr-test-creds-{uuid.uuid4().hex[:6]}", "image": BASE_IMAGE,
+        "command": STANDIN, "restart_policy": "always", "reload_signal": "SIGHUP", "startup_check": 0.5,
+        "stop_timeout": 5, "labels": {"ghr.role": "test"},
+        "mounts": [{"type": "bind", "source": str(shm_dir), "target": "/run/s", "create_source": True}],
+        "uploads": [{"path": "/etc/ghr/pool.json", "content": "{}", "mode": 0o444, "reloadable": True},
+                    {"path": "/run/s/credentials.json", "content": json.dumps({"token": tok1}), "mode": 0o400,
+                     "reloadable": True}],
+    }
+    p = DockerContainerProvider()
+    assert p.check({}, props).failures == []
+    assert not shm_dir.exists()  # the engine creates it (legacy bind)
+    created = p.create(props)
+    cid = str(created.id)
+    try:
+        host_file = shm_dir / "credentials.json"
+        _assert_host_file(host_file, tok1)
+        assert _storage_hits(cid, [tok1], "/etc/ghr/pool.json") == []
+
+        news = {**props, "uploads": [props["uploads"][0], {**props["uploads"][1],
+                                                           "content": json.dumps({"token": tok2})}]}
+        assert p.diff(cid, created.outs, news).replaces == []
+        updated = p.update(cid, created.outs, news)
+        assert updated.outs["state"] == "running"
+        _assert_host_file(host_file, tok2)
+        assert tok1 not in host_file.read_text()
+        assert _storage_hits(cid, [tok1, tok2], "/etc/ghr/pool.json") == []
+
+        assert p.read(cid, updated.outs).outs["missing_uploads"] == []
+        host_file.unlink()  # what a reboot does to /dev/shm
+        outs = p.read(cid, updated.outs).outs
+        assert outs["missing_uploads"] == ["/run/s/credentials.json"]
+        assert p.diff(cid, outs, news).replaces == ["missing_uploads"]
+
+        # Delete removes the file from the host, the container running or already stopped.
+        p.update(cid, updated.outs, {**news, "uploads": props["uploads"]})  # the file is back (tok1)
+        assert host_file.is_file()
+        if stopped_at_delete:
+            docker.from_env().containers.get(cid).stop(timeout=5)
+        p.delete(cid, news)
+        assert not host_file.exists() and shm_dir.is_dir() and list(shm_dir.iterdir()) == []
+        left = docker.from_env().containers.list(all=True, filters={"label": f"ghr.cleanup-of={props['name']}"})
+        assert left == []  # the helper removed itself
+    finally:
+        try:
+            docker.from_env().containers.get(cid).remove(force=True)
+        except docker.errors.NotFound:
+            pass
+
+
+# ---- the Pulumi program: up, rotation in place, a lost file, destroy -----------------------------------------
+
+def _manager(stack_name: str) -> Any:
+    return docker.from_env().containers.get(f"ghr-{stack_name}-cpu-manager")
+
+
+def _online(emu: Any, prefix: str) -> list[dict[str, Any]]:
+    return [r for r in emu.runners("acme") if r["name"].startswith(prefix + "-") and r["status"] == "online"]
+
+
+@pytest.fixture(scope="module")
+def tokens(emulator: Any) -> dict[str, str]:
+    return {"first": emulator.add_pat(), "second": emulator.add_pat()}
+
+
+@pytest.fixture(scope="module")
+def stack(program_stack: Any, emulator: Any, tokens: dict[str, str]) -> Any:
+    s = program_stack("cred")
+    s.set_config("ghr:github.token", tokens["first"], secret=True, path=True)  # write_stack_config keeps it
+    write_stack_config(s, emulator, slots=1)
+    return s
+
+
+def test_1_up_keeps_the_token_off_the_engine_storage(stack: Any, emulator: Any, tokens: dict[str, str]) -> None:
+    """After `up`: the credentials file is in /dev/shm/ghr/<stack>-cpu (tmpfs, 0400, root), mounted at
+    /run/ghr-secrets; no file of the manager's engine storage and no `docker inspect` holds the token."""
+    stack.up()
+    wait_for(lambda: _online(emulator, f"{stack.stack}-cpu-local"), 180, "a runner online")
+    manager = _manager(stack.stack)
+    (mount,) = [m for m in manager.attrs["Mounts"] if m["Destination"] == SECRETS_DIR]
+    assert mount["Type"] == "bind" and mount["Source"] == secrets_host_dir(stack.stack, "cpu") and mount["RW"]
+    assert manager.attrs["Args"][manager.attrs["Args"].index("--credentials-file") + 1] == CREDENTIALS_PATH
+    _assert_host_file(Path(secrets_host_dir(stack.stack, "cpu")) / "credentials.json", tokens["first"])
+    assert _storage_hits(manager.id, [tokens["first"]], "/etc/ghr/pool.json") == []
+
+
+def test_2_rotation_in_place_writes_only_to_the_host_tmpfs(stack: Any, emulator: Any, tokens: dict[str, str]) -> None:
+    """A new token: the same manager takes it on SIGHUP (no restart); the new file is in /dev/shm; the old
+    token can be revoked and runners are still minted; the engine's storage holds neither token."""
+    before = _manager(stack.stack)
+    stack.set_config("ghr:github.token", tokens["second"], secret=True, path=True)
+    stack.up()
+    after = _manager(stack.stack)
+    assert after.id == before.id and after.attrs["State"]["StartedAt"] == before.attrs["State"]["StartedAt"]
+    wait_for(lambda: "credentials" in after.logs().decode(errors="replace").split("event=spec_reloaded")[-1],
+             30, "the manager's reload of the credentials")
+    host_file = Path(secrets_host_dir(stack.stack, "cpu")) / "credentials.json"
+    _assert_host_file(host_file, tokens["second"])
+    assert tokens["first"] not in host_file.read_text()
+    assert _storage_hits(after.id, list(tokens.values()), "/etc/ghr/pool.json") == []
+    emulator.remove_pat(tokens["first"])
+    prefix = f"{stack.stack}-cpu-local"
+    job = emulator.enqueue_job("acme", ["self-hosted", "e2e"], "echo rotated", timeout=120)
+    assert emulator.wait_job(job, timeout=180)["conclusion"] == "success"
+    wait_for(lambda: _online(emulator, prefix), 180, "a runner minted with the new token")
+
+
+def test_3_a_lost_file_is_found_by_refresh_and_delivered_by_up(stack: Any, emulator: Any,
+                                                               tokens: dict[str, str]) -> None:
+    """What a host reboot does (an empty /dev/shm, the manager restarted): the manager refuses to start and
+    says the file is missing; `refresh` records it; `up` replaces the manager with the file delivered again."""
+    host_file = Path(secrets_host_dir(stack.stack, "cpu")) / "credentials.json"
+    before = _manager(stack.stack)
+    host_file.unlink()
+    before.restart(timeout=30)
+    wait_for(lambda: "credentials_refused" in before.logs().decode(errors="replace"), 60, "the manager to refuse")
+    assert CREDENTIALS_PATH in before.logs().decode(errors="replace")
+    stack.refresh()
+    (state,) = [r["outputs"] for r in stack.resources() if r["type"] == "pulumi-python:dynamic/docker:Container"
+                or r["type"].endswith("docker:Container")]
+    assert state["missing_uploads"] == [CREDENTIALS_PATH]
+    stack.up()
+    after = _manager(stack.stack)
+    assert after.id != before.id and after.status == "running"
+    _assert_host_file(host_file, tokens["second"])
+    assert stack.outputs()["pools"]["cpu"]["local"]["registration"]["ready"] is True
+    assert _storage_hits(after.id, list(tokens.values()), "/etc/ghr/pool.json") == []
+
+
+def test_4_destroy_leaves_no_credentials(stack: Any, emulator: Any) -> None:
+    """`destroy` removes the file from /dev/shm (its empty folder may stay; a reboot clears it)."""
+    folder = Path(secrets_host_dir(stack.stack, "cpu"))
+    stack.destroy()
+    assert not folder.exists() or list(folder.iterdir()) == []
+    assert docker.from_env().containers.list(all=True, filters={"label": f"ghr.stack={stack.stack}"}) == []
+    assert not os.path.exists(folder / "credentials.json")
+    if folder.exists():
+        folder.rmdir()  # the test's own leftover (a user's stays, empty, until a reboot)
