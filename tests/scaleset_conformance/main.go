@@ -133,7 +133,8 @@ type summary struct {
 	MaxConcurrent    int                               `json:"maxConcurrentRunners"`
 	DesiredCounts    []int                             `json:"desiredCounts"`
 	LastStatistics   *scaleset.RunnerScaleSetStatistic `json:"lastStatistics,omitempty"`
-	Messages         int                               `json:"messagesSeen"`
+	MaxAssignedJobs  int                               `json:"maxAssignedJobs"`   // highest statistics.totalAssignedJobs seen
+	Messages         int                               `json:"statisticsUpdates"` // session statistics, then one per message
 	SessionClosed    bool                              `json:"sessionClosed"`
 	ScaleSetDeleted  bool                              `json:"scaleSetDeleted"`
 	ScaleSetGone     bool                              `json:"scaleSetGoneAfterDelete"`
@@ -366,8 +367,12 @@ func (s *scaler) HandleJobCompleted(ctx context.Context, j *scaleset.JobComplete
 func (s *scaler) RecordStatistics(st *scaleset.RunnerScaleSetStatistic) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.sum.LastStatistics = st
 	s.sum.Messages++
+	if st == nil {
+		return
+	}
+	s.sum.LastStatistics = st
+	s.sum.MaxAssignedJobs = max(s.sum.MaxAssignedJobs, st.TotalAssignedJobs)
 }
 func (s *scaler) RecordJobStarted(*scaleset.JobStarted)     {}
 func (s *scaler) RecordJobCompleted(*scaleset.JobCompleted) {}
@@ -685,7 +690,7 @@ func timeoutError(o *options, s *scaler) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d of %d jobs completed within %s (messages seen: %d, JobStarted: %d)", s.completed, o.jobs, o.timeout,
+	fmt.Fprintf(&b, "%d of %d jobs completed within %s (statistics updates: %d, JobStarted: %d)", s.completed, o.jobs, o.timeout,
 		s.sum.Messages, len(s.sum.Started))
 	if st := s.sum.LastStatistics; st != nil {
 		fmt.Fprintf(&b, "; last statistics: %+v", *st)

@@ -15,7 +15,7 @@ import os
 import subprocess
 import tarfile
 import time
-from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urljoin
@@ -39,9 +39,13 @@ MISSING = (404, 405, 501)
 
 
 def _emulator_options(**wanted: Any) -> dict[str, Any]:
-    """Options this emulator version takes (a short message long-poll keeps the 202 path exercised)."""
+    """The options, after checking that this emulator takes them (a short message long-poll keeps the 202 path
+    exercised; short token lifetimes exercise the client's refreshes)."""
     params = inspect.signature(Emulator.__init__).parameters
-    return {k: v for k, v in wanted.items() if k in params}
+    unknown = sorted(set(wanted) - set(params))
+    if unknown:
+        pytest.fail(f"Emulator() takes no option {', '.join(unknown)}: see emulator/README.md for the scale-set options")
+    return wanted
 
 
 @pytest.fixture(scope="module")
@@ -55,22 +59,14 @@ def conformance_bin() -> Path:
     return path
 
 
-@pytest.fixture
-def emu() -> Iterator[Emulator]:
-    with Emulator(**_emulator_options(message_poll_wait=5.0)) as e:
-        yield e
-
-
-@pytest.fixture
-def runner_dir(tmp_path: Path, emu: Emulator) -> Path:
+def _unpack_runner(emu: Emulator, dest: Path) -> Path:
     """The stand-in runner as users get it: the release tarball from the emulator, unpacked."""
     resp = requests.get(emu.download_url(), timeout=HTTP_TIMEOUT)
     resp.raise_for_status()
-    root = tmp_path / "actions-runner"
-    root.mkdir()
+    dest.mkdir()
     with tarfile.open(fileobj=io.BytesIO(resp.content)) as tar:
-        tar.extractall(root, filter="data")
-    return root
+        tar.extractall(dest, filter="data")
+    return dest
 
 
 def _runner_env(token: str) -> dict[str, str]:
@@ -187,13 +183,36 @@ def _missing_endpoint() -> str | None:
         return _probe_missing(probe_emu)
 
 
-# ---- the test -----------------------------------------------------------------------------------------
+# ---- the tests ----------------------------------------------------------------------------------------
 
-def _run_conformance(binary: Path, emu: Emulator, runner_dir: Path,
-                     work: Path) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+@dataclass(frozen=True)
+class Scenario:
+    id: str
+    doc: str
+    options: dict[str, Any]  # Emulator options
+    max_runners: int = 4
+    script: str = "echo conformance-{i}"
+    faults: dict[str, Any] = field(default_factory=dict)
+
+
+SCENARIOS = [
+    Scenario("basic", "three jobs, room for all of them", {"message_poll_wait": 5.0}),
+    Scenario("capacity", "X-ScaleSetMaxCapacity 2: never more than 2 jobs assigned at once, all 3 run",
+             {"message_poll_wait": 1.0}, max_runners=2, script="sleep 1; echo conformance-{i}"),
+    Scenario("refresh-and-5xx",
+             "queue token expires mid-run (401, PATCH session), admin JWT under 60 s (refreshed before each call), "
+             "two 502s on the message queue (retried)",
+             {"message_poll_wait": 1.0, "message_queue_token_ttl": 2.0, "actions_token_ttl": 30.0},
+             script="sleep 3; echo conformance-{i}", faults={"errors": 2, "error_status": 502, "match": "/messages"}),
+]
+
+
+def _run_conformance(binary: Path, emu: Emulator, runner_dir: Path, work: Path,
+                     sc: Scenario) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     args = [str(binary), "--url", f"{emu.url}/{ORG}", "--name", SCALE_SET, "--labels", SCALE_SET,
             "--runner-cmd", str(runner_dir / "run.sh"), "--work-dir", str(work), "--keep-work-dirs",
-            "--jobs", str(N_JOBS), "--max-runners", "4", "--min-runners", "0", "--timeout", f"{GO_TIMEOUT}s"]
+            "--jobs", str(N_JOBS), "--max-runners", str(sc.max_runners), "--min-runners", "0",
+            "--timeout", f"{GO_TIMEOUT}s"]
     res = subprocess.run(args, env=_runner_env(emu.admin_token), capture_output=True, text=True, timeout=GO_TIMEOUT + 60)
     try:
         summary: dict[str, Any] = json.loads(res.stdout)
@@ -202,52 +221,73 @@ def _run_conformance(binary: Path, emu: Emulator, runner_dir: Path,
     return res, summary
 
 
-def test_github_scaleset_client_runs_jobs_through_the_emulator(conformance_bin: Path, emu: Emulator, runner_dir: Path,
-                                                                tmp_path: Path) -> None:
-    """Create scale set, session, one stand-in runner per assigned job, JobStarted/JobCompleted, clean delete."""
-    job_ids = [emu.enqueue_job(REPO, [SCALE_SET], f"echo conformance-{i}") for i in range(N_JOBS)]
+def _fail_or_skip(res: subprocess.CompletedProcess[str], summary: dict[str, Any]) -> None:
+    failure = (f"GitHub's scale-set client failed (exit {res.returncode}) at step {summary.get('step')!r}:\n"
+               f"{summary.get('error') or res.stdout[-2000:]}\n--- stderr (end) ---\n{res.stderr[-4000:]}")
+    try:
+        missing = _missing_endpoint()
+    except (requests.RequestException, KeyError, ValueError) as exc:
+        pytest.fail(f"{failure}\n--- probing the emulator's endpoints failed too: {exc!r}")
+    if missing:
+        stopped = " ".join(str(summary.get("error") or res.stderr[-300:]).split())[:400]
+        pytest.skip(f"the emulator does not serve {missing} yet, an endpoint GitHub's scale-set client calls "
+                    f"(the client stopped at step {summary.get('step')!r}: {stopped})")
+    pytest.fail(failure)
 
-    res, summary = _run_conformance(conformance_bin, emu, runner_dir, tmp_path / "runners")
 
-    if res.returncode != 0:
-        failure = (f"GitHub's scale-set client failed (exit {res.returncode}) at step {summary.get('step')!r}:\n"
-                   f"{summary.get('error') or res.stdout[-2000:]}\n--- stderr (end) ---\n{res.stderr[-4000:]}")
-        try:
-            missing = _missing_endpoint()
-        except (requests.RequestException, KeyError, ValueError) as exc:
-            pytest.fail(f"{failure}\n--- probing the emulator's endpoints failed too: {exc!r}")
-        if missing:
-            stopped = " ".join(str(summary.get("error") or res.stderr[-300:]).split())[:400]
-            pytest.skip(f"the emulator does not serve {missing} yet, an endpoint GitHub's scale-set client calls "
-                        f"(the client stopped at step {summary.get('step')!r}: {stopped})")
-        pytest.fail(failure)
-    assert summary.get("ok") is True, summary
+@pytest.mark.parametrize("sc", SCENARIOS, ids=[sc.id for sc in SCENARIOS])
+def test_github_scaleset_client_runs_jobs_through_the_emulator(conformance_bin: Path, tmp_path: Path, sc: Scenario) -> None:
+    """Scale set, session, one stand-in runner per assigned job, JobStarted/JobCompleted, clean delete."""
+    with Emulator(**_emulator_options(**sc.options)) as emu:
+        runner_dir = _unpack_runner(emu, tmp_path / "actions-runner")
+        job_ids = [emu.enqueue_job(REPO, [SCALE_SET], sc.script.format(i=i)) for i in range(N_JOBS)]
+        if sc.faults:
+            emu.set_faults(**sc.faults)
 
-    # Every job ran once, on one of the runners the client started from its JIT configs, and succeeded.
+        res, summary = _run_conformance(conformance_bin, emu, runner_dir, tmp_path / "runners", sc)
+        emu.clear_faults()
+        if res.returncode != 0:
+            _fail_or_skip(res, summary)
+        assert summary.get("ok") is True, summary
+        _assert_jobs_ran_once(emu, job_ids, summary)
+        assert summary["maxConcurrentRunners"] <= sc.max_runners, summary
+        # The emulator assigned no more jobs than the capacity the listener reported.
+        assert 0 < summary["maxAssignedJobs"] <= sc.max_runners, summary
+        if sc.faults:
+            hit = [e for e in emu.request_log() if e.get("fault") == "error"]
+            assert len(hit) == sc.faults["errors"], hit  # every injected 5xx was met, and retried past
+        counts = emu.request_counts()
+        if "message_queue_token_ttl" in sc.options:
+            refreshed = sum(n for k, n in counts.items() if k.startswith("PATCH ") and k.endswith("/sessions/{session_id}"))
+            assert refreshed >= 1, counts
+        if sc.options.get("actions_token_ttl", 3600) < 60:
+            assert counts.get("POST /actions/runner-registration", 0) > 1, counts
+
+        # Clean-up as GitHub's client did it: session closed, scale set deleted (the program checked the answers
+        # and that the name is gone); here, the emulator's own view.
+        assert summary["sessionClosed"] and summary["scaleSetDeleted"] and summary["scaleSetGoneAfterDelete"], summary
+        _assert_scale_set_gone(emu, summary["scaleSetId"])
+        _wait_runners_gone(emu, {r["name"] for r in summary["runners"]})
+
+
+def _assert_jobs_ran_once(emu: Emulator, job_ids: list[int], summary: dict[str, Any]) -> None:
+    """Every job ran once, on one of the runners the client started from its JIT configs, and succeeded;
+    JobStarted and JobCompleted named that runner by the name and id the Actions service gave it."""
     completed = summary["completed"]
     names = [c["runnerName"] for c in completed]
     assert len(completed) == N_JOBS and len(set(names)) == N_JOBS, completed
     assert all(c["result"].lower() == "succeeded" for c in completed), completed
-    started_by = {r["name"] for r in summary["runners"]}
-    assert set(names) <= started_by, (names, started_by)
-    assert {s["runnerName"] for s in summary["started"]} == set(names), summary["started"]  # JobStarted for each
-    assert summary["maxConcurrentRunners"] <= 4
-
+    assert set(names) <= {r["name"] for r in summary["runners"]}, summary["runners"]
+    assert {s["runnerName"] for s in summary["started"]} == set(names), summary["started"]
+    assert len({c["runnerRequestId"] for c in completed}) == N_JOBS, completed
     jobs = [emu.job(j) for j in job_ids]
     for i, job in enumerate(jobs):
         assert job["status"] == "completed" and job["conclusion"] == "success", job
         assert f"conformance-{i}" in job["output"], job
     assert sorted(j["runner_name"] for j in jobs) == sorted(names), (jobs, completed)
-    # The messages name each job's runner by the id the Actions service gave it.
     by_name = {c["runnerName"]: c for c in completed}
     for job in jobs:
         assert by_name[job["runner_name"]]["runnerId"] == job["runner_id"], (job, by_name)
-
-    # Clean-up as GitHub's client did it: session closed, scale set deleted (checked by the program through the
-    # API: DELETE answered as GitHub does, then not found by name); here, the emulator's own view.
-    assert summary["sessionClosed"] and summary["scaleSetDeleted"] and summary["scaleSetGoneAfterDelete"], summary
-    _assert_scale_set_gone(emu, summary["scaleSetId"])
-    _wait_runners_gone(emu, started_by)
 
 
 def _assert_scale_set_gone(emu: Emulator, scale_set_id: int) -> None:
@@ -260,10 +300,11 @@ def _assert_scale_set_gone(emu: Emulator, scale_set_id: int) -> None:
     # A new session on the deleted scale set is refused: the old one cannot linger.
     r = svc.call("POST", f"_apis/runtime/runnerscalesets/{scale_set_id}/sessions", {"ownerName": "after"})
     assert r.status_code == 404, (r.status_code, r.text)
-    for attr in ("scale_sets", "scale_set_sessions", "message_sessions"):
-        view = getattr(emu, attr, None)
-        if callable(view):  # the emulator's Python view, where it has one
-            assert not [x for x in view() if x.get("id") == scale_set_id or x.get("scale_set_id") == scale_set_id], attr
+    # The emulator's own view (Python API), where this version has it.
+    if callable(getattr(emu, "scale_sets", None)):
+        assert not [x for x in emu.scale_sets() if x.get("id") == scale_set_id], emu.scale_sets()
+    if callable(getattr(emu, "scale_set_sessions", None)):
+        assert not [x for x in emu.scale_set_sessions() if x.get("scaleSetId") == scale_set_id], emu.scale_set_sessions()
 
 
 def _wait_runners_gone(emu: Emulator, names: set[str], timeout: float = 30.0) -> None:
