@@ -54,6 +54,8 @@ ADMIN_TOKEN_REFRESH_MARGIN = 60.0
 LONG_POLL_TIMEOUT = 90.0
 #: While another session holds the scale set (409), try again this often (within ``conflict_wait``).
 SESSION_CONFLICT_DELAY = 30.0
+#: Longest scale set name (actions-runner-controller enforces it; runner names may have 64).
+MAX_SCALE_SET_NAME_LENGTH = 45
 
 _GROUPS = "/_apis/runtime/runnergroups/"
 _SCALE_SETS = "/_apis/runtime/runnerscalesets"
@@ -379,16 +381,30 @@ def parse_message_batch(data: object) -> MessageBatch:
 
 @dataclass(frozen=True)
 class RunnerReference:
-    """A runner (the service calls it an agent) of a scale set."""
+    """A runner (the service calls it an agent) of a scale set.
+
+    ``status`` (``online``/``offline``), ``busy`` and ``version`` are None when the answer
+    leaves them out (GitHub's Go client reads only id, name and scale set).
+    """
 
     id: int
     name: str
     scale_set_id: int | None = None
+    status: str | None = None
+    busy: bool | None = None
+    version: str | None = None
 
     @classmethod
     def from_api(cls, data: dict[str, Any]) -> RunnerReference:
-        scale_set = data.get("runnerScaleSetId")
-        return cls(id=_int(data.get("id")), name=_str(data.get("name")), scale_set_id=_int(scale_set) or None)
+        status, busy, version = data.get("status"), data.get("busy"), data.get("version")
+        return cls(
+            id=_int(data.get("id")),
+            name=_str(data.get("name")),
+            scale_set_id=_int(data.get("runnerScaleSetId")) or None,
+            status=status if isinstance(status, str) else None,
+            busy=busy if isinstance(busy, bool) else None,
+            version=version if isinstance(version, str) and version else None,
+        )
 
 
 #: What the agent endpoints answer.
@@ -526,8 +542,13 @@ def _check_count(value: object, field_name: str) -> int:
     return value
 
 
-def _check_name(value: object, field_name: str) -> str:
-    return check_runner_name(value, field_name)
+def _check_scale_set_name(value: object, field_name: str = "name") -> str:
+    name = check_runner_name(value, field_name)
+    if len(name) > MAX_SCALE_SET_NAME_LENGTH:
+        raise InvalidInput(
+            field_name, f"scale set name is {len(name)} characters; GitHub allows at most {MAX_SCALE_SET_NAME_LENGTH}"
+        )
+    return name
 
 
 def _check_session_id(value: object) -> str:
@@ -775,7 +796,7 @@ class ScaleSetClient:
         disable_update: bool = False,
     ) -> ScaleSet:
         """Create a scale set (names are unique within a runner group). Without labels, its name is the label."""
-        name = _check_name(name, "name")
+        name = _check_scale_set_name(name, "name")
         runner_group_id = check_id(runner_group_id, "runner_group_id")
         label_list = check_labels(labels, min_items=0) or [name]
         body = {
@@ -807,7 +828,7 @@ class ScaleSetClient:
 
     def get_scale_set_by_name(self, name: str, runner_group_id: int = 1) -> ScaleSet | None:
         """The scale set named ``name`` in the runner group, or None."""
-        name = _check_name(name, "name")
+        name = _check_scale_set_name(name, "name")
         runner_group_id = check_id(runner_group_id, "runner_group_id")
         resp = self._service("GET", _SCALE_SETS, "get_by_name", params={"runnerGroupId": runner_group_id, "name": name})
         found = _listed(resp.body)
@@ -828,7 +849,7 @@ class ScaleSetClient:
         scale_set_id = check_id(scale_set_id, "scale_set_id")
         body: dict[str, Any] = {}
         if name is not None:
-            body["name"] = _check_name(name, "name")
+            body["name"] = _check_scale_set_name(name, "name")
         if runner_group_id is not None:
             body["runnerGroupId"] = check_id(runner_group_id, "runner_group_id")
         if labels is not None:
@@ -1152,6 +1173,7 @@ __all__ = [
     "ADMIN_TOKEN_REFRESH_MARGIN",
     "LONG_POLL_TIMEOUT",
     "MAX_CAPACITY_HEADER",
+    "MAX_SCALE_SET_NAME_LENGTH",
     "SCALESET_API_VERSION",
     "SCALESET_KIND_PREFIX",
     "SESSION_CONFLICT_DELAY",

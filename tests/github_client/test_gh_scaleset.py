@@ -526,6 +526,7 @@ def test_scale_set_without_labels_is_labelled_by_its_name(scalesets: ScaleSetCli
     ("call", "field"),
     [
         (lambda c: c.create_scale_set(""), "name"),
+        (lambda c: c.create_scale_set("s" * 46), "name"),
         (lambda c: c.get_scale_set(0), "scale_set_id"),
         (lambda c: c.create_session(1, " "), "owner"),
         (lambda c: c.generate_jitconfig(1, "a/b"), "name"),
@@ -841,3 +842,115 @@ def test_bom_prefixed_answers_are_read(loopback: tuple[str, FakeActionsService, 
     with client.open_session(scale_set.id, "host-1") as session:
         batch = session.get_message(0, 1)
         assert batch is not None and batch.assigned[0].runner_request_id == 5
+
+
+# -- against the emulator -----------------------------------------------------------------------
+# The emulator serves the Actions service and queue (emulator/_scalesets.py); these run only where
+# it does (they skip on an emulator without scale sets). Waits advance the emulator's clock.
+
+
+@pytest.fixture(scope="module")
+def ss_emu() -> Iterator[Any]:
+    from emulator import Emulator
+
+    if not hasattr(Emulator, "scale_sets"):
+        pytest.skip("this emulator does not serve runner scale sets yet")
+    emulator = Emulator(port=0, message_poll_wait=0.3, message_queue_token_ttl=60, scale_set_session_timeout=120)
+    emulator.start()
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
+
+
+def emu_client(emu: Any, org: str, events: list[RequestEvent] | None = None, **kwargs: Any) -> ScaleSetClient:
+    github = GitHubClient(
+        parse_scope(f"{emu.url}/{org}"),
+        PatAuth(emu.admin_token),
+        sleep=emu.advance_clock,
+        clock=emu.state.now,
+        on_request=events.append if events is not None else None,
+        **kwargs,
+    )
+    return ScaleSetClient(github)
+
+
+def test_emulator_job_offer_acquire_and_runners(ss_emu: Any, org: str) -> None:
+    """A queued job is offered (JobAvailable), acquired, then assigned; JIT runners and agents work."""
+    client = emu_client(ss_emu, org)
+    group = client.get_runner_group("Default")
+    scale_set = client.create_scale_set("ghr-emu", runner_group_id=group.id, labels=["ghr-emu"])
+    assert client.get_scale_set_by_name("ghr-emu", group.id) == scale_set
+    with client.open_session(scale_set.id, "host-1") as session:
+        assert session.get_message(0, 2) is None  # nothing queued: 202 after the poll wait
+        ss_emu.enqueue_job(org, ["ghr-emu"], "echo hi")
+        offer = session.get_message(0, 2)
+        assert offer is not None and len(offer.available) == 1
+        session.delete_message(offer.message_id)
+        request_id = offer.available[0].runner_request_id
+        assert session.acquire_jobs([request_id]) == [request_id]
+        assigned = session.get_message(offer.message_id, 2)
+        assert assigned is not None and [m.runner_request_id for m in assigned.assigned] == [request_id]
+        assert assigned.statistics is not None and assigned.statistics.total_assigned_jobs == 1
+        session.delete_message(assigned.message_id)
+        jit = client.generate_jitconfig(scale_set.id, "ghr-emu-0-abc123")
+        assert jit.runner.scale_set_id == scale_set.id
+        agent = client.get_agent(jit.runner.id)
+        assert (agent.name, agent.busy) == ("ghr-emu-0-abc123", False)
+        assert client.get_agent_by_name("ghr-emu-0-abc123") == agent
+        with pytest.raises(RunnerExists):
+            client.generate_jitconfig(scale_set.id, "ghr-emu-0-abc123")
+        assert client.delete_agent(jit.runner.id)
+        assert client.get_agent_by_name("ghr-emu-0-abc123") is None
+    assert all(s["scaleSetId"] != scale_set.id for s in ss_emu.scale_set_sessions())  # closed
+    assert client.delete_scale_set(scale_set.id)
+    assert client.get_scale_set_by_name("ghr-emu", group.id) is None
+
+
+def test_emulator_session_conflict_and_wait(ss_emu: Any, org: str) -> None:
+    """A second session is a SessionConflict; with conflict_wait it is opened once the first lapses."""
+    client = emu_client(ss_emu, org)
+    scale_set = client.create_scale_set("ghr-conflict")
+    first = client.create_session(scale_set.id, "host-1")
+    with pytest.raises(SessionConflict):
+        client.create_session(scale_set.id, "host-2")
+    second = client.create_session(scale_set.id, "host-2", conflict_wait=600)  # host-1 stopped polling
+    assert second.session_id != first.session_id
+    client.delete_session(scale_set.id, second.session_id)
+
+
+def test_emulator_expired_queue_token_refreshes_the_session(ss_emu: Any, org: str) -> None:
+    """After the queue token's lifetime the poll gets 401; the session is refreshed and the poll repeated."""
+    events: list[RequestEvent] = []
+    client = emu_client(ss_emu, org, events)
+    scale_set = client.create_scale_set("ghr-refresh")
+    with client.open_session(scale_set.id, "host-1") as session:
+        old = session.session.message_queue_access_token
+        ss_emu.advance_clock(61)
+        assert session.get_message(0, 1) is None
+        kinds = [(e.kind, e.status) for e in events][-3:]
+        assert kinds == [("scaleset_get_message", 401), ("scaleset_refresh_session", 200), ("scaleset_get_message", 202)]
+        assert session.session.message_queue_access_token != old
+
+
+def test_emulator_admin_token_renewed_before_expiry(ss_emu: Any, org: str) -> None:
+    """The emulator's admin JWT is renewed (new registration token, new connection) before its exp."""
+    client = emu_client(ss_emu, org)
+    client.get_runner_group("Default")
+    ss_emu.advance_clock(3600 - ADMIN_TOKEN_REFRESH_MARGIN + 1)
+    client.get_runner_group("Default")
+    assert client.github.calls["registration_token"] == 2 and client.calls["scaleset_connect"] == 2
+
+
+def test_emulator_5xx_on_the_service_is_retried(ss_emu: Any, org: str) -> None:
+    """Faults the emulator injects on Actions-service endpoints are absorbed by retries."""
+    events: list[RequestEvent] = []
+    client = emu_client(ss_emu, org, events)
+    client.get_runner_group("Default")
+    ss_emu.set_faults(errors=2, match="runnergroups")
+    try:
+        client.get_runner_group("Default")
+    finally:
+        ss_emu.clear_faults()
+    tail = [(e.status, e.attempt) for e in events if e.kind == "scaleset_get_runner_group"][-3:]
+    assert tail == [(502, 1), (502, 2), (200, 3)]
