@@ -10,9 +10,11 @@ from .fleet import Fleet, FleetArgs
 from .image import RunnerImage, RunnerImageArgs
 from .pool import RunnerPool, RunnerPoolArgs
 from .registration import RunnerRegistration, RunnerRegistrationArgs, RunnerRegistrationProvider
+from .scaleset import RunnerScaleSet, RunnerScaleSetArgs, RunnerScaleSetProvider
 
 __all__ = [
     "ConfigError", "Fleet", "FleetArgs", "FleetConfig", "GitHubCredentials", "GitHubCredentialsArgs",
     "RunnerImage", "RunnerImageArgs", "RunnerPool", "RunnerPoolArgs", "RunnerRegistration",
-    "RunnerRegistrationArgs", "RunnerRegistrationProvider", "parse_config", "pool_spec",
+    "RunnerRegistrationArgs", "RunnerRegistrationProvider", "RunnerScaleSet", "RunnerScaleSetArgs",
+    "RunnerScaleSetProvider", "parse_config", "pool_spec",
 ]

@@ -71,6 +71,9 @@ class FleetMocks(pulumi.runtime.Mocks):
             outs.update(container_id=f"cid-{args.name}", state="running")
         elif args.typ.endswith("RunnerRegistration"):
             outs.update(runner_group_id=1, total=0, online=0, busy=0, idle=0, offline=0, stale=[])
+        elif args.typ.endswith("RunnerScaleSet"):
+            outs.update(scale_set_id=7, runner_group_id=1, owned=True, total=0, online=0, busy=0, idle=0, offline=0,
+                        stale=[], statistics={"total_assigned_jobs": 0, "total_registered_runners": 0})
         elif args.typ.endswith("RunnerPoolReady"):  # the pool came up: every slot online and idle
             n = int(args.inputs.get("slots") or 0)
             outs.update(total=n, online=n, busy=0, idle=n, offline=0, stale=[], ready=True, wait_seconds=1.5)
