@@ -39,6 +39,10 @@ import (
 type options struct {
 	url          string
 	token        string
+	appClientID  string
+	appInstall   int64
+	appKeyFile   string
+	checkBusy    bool
 	name         string
 	labels       string
 	runnerGroup  string
@@ -58,6 +62,10 @@ func parseFlags(args []string) (*options, error) {
 	fl := flag.NewFlagSet("scaleset-conformance", flag.ContinueOnError)
 	fl.StringVar(&o.url, "url", "", "REQUIRED: GitHub config URL of the scope (org, org/repo or enterprises/E), e.g. http://127.0.0.1:8080/acme")
 	fl.StringVar(&o.token, "token", "", "personal access token (default: $GHR_CONFORMANCE_TOKEN; prefer the variable, a flag shows in ps)")
+	fl.StringVar(&o.appClientID, "app-client-id", "", "GitHub App client id (or app id): authenticate as the App instead of a PAT")
+	fl.Int64Var(&o.appInstall, "app-installation-id", 0, "GitHub App installation id (with --app-client-id)")
+	fl.StringVar(&o.appKeyFile, "app-private-key-file", "", "GitHub App private key, PEM file (with --app-client-id)")
+	fl.BoolVar(&o.checkBusy, "check-busy-delete", false, "on the first JobStarted, delete that runner's agent and expect GitHub's refusal (JobStillRunning); needs jobs that run a few seconds")
 	fl.StringVar(&o.name, "name", "", "REQUIRED: scale set name")
 	fl.StringVar(&o.labels, "labels", "", "comma-separated labels (default: the scale set name)")
 	fl.StringVar(&o.runnerGroup, "runner-group", scaleset.DefaultRunnerGroup, "runner group; \"default\" is id 1 without a lookup, as GitHub's example does")
@@ -77,7 +85,16 @@ func parseFlags(args []string) (*options, error) {
 		o.token = os.Getenv("GHR_CONFORMANCE_TOKEN")
 	}
 	var missing []string
-	for flagName, v := range map[string]string{"url": o.url, "name": o.name, "runner-cmd": o.runnerCmd, "token": o.token} {
+	required := map[string]string{"url": o.url, "name": o.name, "runner-cmd": o.runnerCmd}
+	if o.appClientID != "" {
+		required["app-private-key-file"] = o.appKeyFile
+		if o.appInstall == 0 {
+			missing = append(missing, "--app-installation-id")
+		}
+	} else {
+		required["token (or $GHR_CONFORMANCE_TOKEN, or --app-client-id)"] = o.token
+	}
+	for flagName, v := range required {
 		if v == "" {
 			missing = append(missing, "--"+flagName)
 		}
@@ -169,6 +186,9 @@ type scaler struct {
 	failed    chan error    // first fatal error found by the scaler's own watchers
 	seq       int
 	shutOnce  sync.Once
+
+	dupChecked  bool
+	busyChecked bool
 }
 
 func newScaler(o *options, c *scaleset.Client, scaleSetID int, logger *slog.Logger, workDir string, sum *summary) *scaler {
@@ -264,6 +284,17 @@ func (s *scaler) startRunnerLocked(ctx context.Context) error {
 		return fmt.Errorf("start runner %s (%s): %w", name, cmd.Path, err)
 	}
 	r := &runner{rec: runnerRecord{Name: name, ID: jit.Runner.ID, State: "idle", Dir: dir}, cmd: cmd, exited: make(chan struct{}), logPath: logPath}
+	if !s.dupChecked {
+		// A second JIT config under a taken name: GitHub refuses it (AgentExists), the client maps it to RunnerExistsError.
+		s.dupChecked = true
+		_, err := s.client.GenerateJitRunnerConfig(ctx, &scaleset.RunnerScaleSetJitRunnerSetting{Name: name, WorkFolder: "_work"}, s.scaleSet)
+		if !errors.Is(err, scaleset.RunnerExistsError) {
+			s.runners[name] = r
+			s.order = append(s.order, name)
+			return fmt.Errorf("generatejitconfig under the taken name %s: want the client's RunnerExistsError (typeName *AgentExistsException), got %v", name, err)
+		}
+		s.sum.Checks = append(s.sum.Checks, "generatejitconfig with a taken name: RunnerExistsError")
+	}
 	s.runners[name] = r
 	s.order = append(s.order, name)
 	s.logger.Info("runner started", "name", name, "id", jit.Runner.ID, "pid", cmd.Process.Pid)
@@ -327,7 +358,38 @@ func (s *scaler) HandleJobStarted(ctx context.Context, j *scaleset.JobStarted) e
 	if r.rec.State == "idle" {
 		r.rec.State = "busy"
 	}
+	if s.o.checkBusy && !s.busyChecked {
+		s.busyChecked = true
+		return s.checkBusyDelete(ctx, r)
+	}
 	return nil
+}
+
+// checkBusyDelete deletes the agent of a runner that is running its job: GitHub refuses (JobStillRunningException),
+// which the client maps to JobStillRunningError. Called with s.mu held.
+func (s *scaler) checkBusyDelete(ctx context.Context, r *runner) error {
+	select {
+	case <-r.exited:
+		s.sum.Checks = append(s.sum.Checks, "busy agent delete: not checked, the runner had already finished")
+		return nil
+	default:
+	}
+	err := s.client.RemoveRunner(ctx, int64(r.rec.ID))
+	switch {
+	case errors.Is(err, scaleset.JobStillRunningError):
+		s.sum.Checks = append(s.sum.Checks, "busy agent delete: JobStillRunningError")
+		return nil
+	case err == nil:
+		select {
+		case <-r.exited:
+			s.sum.Checks = append(s.sum.Checks, "busy agent delete: not checked, the runner finished meanwhile")
+			return nil
+		default:
+		}
+		return fmt.Errorf("DELETE agent %d while runner %s runs its job: answered 204, GitHub refuses with JobStillRunningException", r.rec.ID, r.rec.Name)
+	default:
+		return fmt.Errorf("DELETE agent %d while runner %s runs its job: want the client's JobStillRunningError, got %w", r.rec.ID, r.rec.Name, err)
+	}
 }
 
 func (s *scaler) HandleJobCompleted(ctx context.Context, j *scaleset.JobCompleted) error {
@@ -435,6 +497,26 @@ func at(step string, err error) error {
 	return &stepError{step, err}
 }
 
+func newClient(o *options, logger *slog.Logger) (*scaleset.Client, error) {
+	info := scaleset.SystemInfo{System: "ghr-scaleset-conformance", Version: "1", Subsystem: "listener"}
+	httpOpts := []scaleset.HTTPOption{scaleset.WithLogger(logger.WithGroup("client")), scaleset.WithRetryMax(3),
+		scaleset.WithRetryWaitMax(3 * time.Second), scaleset.WithTimeout(90 * time.Second)}
+	if o.appClientID != "" {
+		key, err := os.ReadFile(o.appKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("read --app-private-key-file: %w", err)
+		}
+		return scaleset.NewClientWithGitHubApp(scaleset.ClientWithGitHubAppConfig{
+			GitHubConfigURL: o.url,
+			GitHubAppAuth:   scaleset.GitHubAppAuth{ClientID: o.appClientID, InstallationID: o.appInstall, PrivateKey: string(key)},
+			SystemInfo:      info,
+		}, httpOpts...)
+	}
+	return scaleset.NewClientWithPersonalAccessToken(scaleset.NewClientWithPersonalAccessTokenConfig{
+		GitHubConfigURL: o.url, PersonalAccessToken: o.token, SystemInfo: info,
+	}, httpOpts...)
+}
+
 func run(o *options, logger *slog.Logger, sum *summary) (err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
 	defer cancel()
@@ -442,12 +524,7 @@ func run(o *options, logger *slog.Logger, sum *summary) (err error) {
 		return context.WithTimeout(context.Background(), 30*time.Second)
 	}
 
-	client, err := scaleset.NewClientWithPersonalAccessToken(scaleset.NewClientWithPersonalAccessTokenConfig{
-		GitHubConfigURL:     o.url,
-		PersonalAccessToken: o.token,
-		SystemInfo:          scaleset.SystemInfo{System: "ghr-scaleset-conformance", Version: "1", Subsystem: "listener"},
-	}, scaleset.WithLogger(logger.WithGroup("client")), scaleset.WithRetryMax(3), scaleset.WithRetryWaitMax(3*time.Second),
-		scaleset.WithTimeout(90*time.Second))
+	client, err := newClient(o, logger)
 	if err != nil {
 		return at("create the client", err)
 	}

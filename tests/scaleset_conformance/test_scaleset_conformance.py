@@ -22,6 +22,8 @@ from urllib.parse import urlencode, urljoin
 
 import pytest
 import requests
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from emulator import Emulator
 
@@ -193,12 +195,21 @@ class Scenario:
     max_runners: int = 4
     script: str = "echo conformance-{i}"
     faults: dict[str, Any] = field(default_factory=dict)
+    scope: str = ORG  # the scale set's: org, org/repo or enterprises/<slug>; the jobs are always in REPO
+    runner_group: str | None = None  # None: "default" (id 1, no lookup, as GitHub's example)
+    app: bool = False  # authenticate as a GitHub App installed on the org instead of a PAT
+    check_busy_delete: bool = False
 
 
 SCENARIOS = [
     Scenario("basic", "three jobs, room for all of them", {"message_poll_wait": 5.0}),
-    Scenario("capacity", "X-ScaleSetMaxCapacity 2: never more than 2 jobs assigned at once, all 3 run",
-             {"message_poll_wait": 1.0}, max_runners=2, script="sleep 1; echo conformance-{i}"),
+    Scenario("capacity", "X-ScaleSetMaxCapacity 2: never more than 2 jobs assigned at once, all 3 run; deleting a "
+             "busy runner's agent is refused (JobStillRunning)",
+             {"message_poll_wait": 1.0}, max_runners=2, script="sleep 2; echo conformance-{i}", check_busy_delete=True),
+    Scenario("repo-app", "repository scale set, GitHub App auth (installation token for the registration token)",
+             {"message_poll_wait": 5.0}, scope=REPO, app=True),
+    Scenario("enterprise-group", "enterprise scale set in a runner group looked up by name takes a linked org's jobs",
+             {"message_poll_wait": 5.0}, scope="enterprises/bigco", runner_group="conformance"),
     Scenario("refresh-and-5xx",
              "queue token expires mid-run (401, PATCH session), admin JWT under 60 s (refreshed before each call), "
              "two 502s on the message queue (retried)",
@@ -209,11 +220,27 @@ SCENARIOS = [
 
 def _run_conformance(binary: Path, emu: Emulator, runner_dir: Path, work: Path,
                      sc: Scenario) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
-    args = [str(binary), "--url", f"{emu.url}/{ORG}", "--name", SCALE_SET, "--labels", SCALE_SET,
+    args = [str(binary), "--url", f"{emu.url}/{sc.scope}", "--name", SCALE_SET, "--labels", SCALE_SET,
             "--runner-cmd", str(runner_dir / "run.sh"), "--work-dir", str(work), "--keep-work-dirs",
             "--jobs", str(N_JOBS), "--max-runners", str(sc.max_runners), "--min-runners", "0",
             "--timeout", f"{GO_TIMEOUT}s"]
-    res = subprocess.run(args, env=_runner_env(emu.admin_token), capture_output=True, text=True, timeout=GO_TIMEOUT + 60)
+    if sc.runner_group:
+        args += ["--runner-group", sc.runner_group]
+    if sc.check_busy_delete:
+        args.append("--check-busy-delete")
+    env = _runner_env(emu.admin_token)
+    if sc.app:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        app_id, installs = emu.add_app(None, public, installations=[ORG])
+        key_file = work.parent / "app-key.pem"
+        key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+        key_file.chmod(0o600)
+        args += ["--app-client-id", str(app_id), "--app-installation-id", str(installs[ORG]),
+                 "--app-private-key-file", str(key_file)]
+        del env["GHR_CONFORMANCE_TOKEN"]
+    res = subprocess.run(args, env=env, capture_output=True, text=True, timeout=GO_TIMEOUT + 60)
     try:
         summary: dict[str, Any] = json.loads(res.stdout)
     except ValueError:
@@ -240,6 +267,9 @@ def test_github_scaleset_client_runs_jobs_through_the_emulator(conformance_bin: 
     """Scale set, session, one stand-in runner per assigned job, JobStarted/JobCompleted, clean delete."""
     with Emulator(**_emulator_options(**sc.options)) as emu:
         runner_dir = _unpack_runner(emu, tmp_path / "actions-runner")
+        if sc.scope.startswith("enterprises/"):
+            emu.link_org(sc.scope.split("/")[1], ORG)
+        group_id = emu.add_runner_group(sc.scope, sc.runner_group) if sc.runner_group else 1
         job_ids = [emu.enqueue_job(REPO, [SCALE_SET], sc.script.format(i=i)) for i in range(N_JOBS)]
         if sc.faults:
             emu.set_faults(**sc.faults)
@@ -266,7 +296,12 @@ def test_github_scaleset_client_runs_jobs_through_the_emulator(conformance_bin: 
         # Clean-up as GitHub's client did it: session closed, scale set deleted (the program checked the answers
         # and that the name is gone); here, the emulator's own view.
         assert summary["sessionClosed"] and summary["scaleSetDeleted"] and summary["scaleSetGoneAfterDelete"], summary
-        _assert_scale_set_gone(emu, summary["scaleSetId"])
+        assert "generatejitconfig with a taken name: RunnerExistsError" in summary["checks"], summary["checks"]
+        if sc.check_busy_delete:
+            assert "busy agent delete: JobStillRunningError" in summary["checks"], summary["checks"]
+        if sc.runner_group:
+            assert "runner group by name" in summary["checks"], summary["checks"]
+        _assert_scale_set_gone(emu, sc.scope, group_id, summary["scaleSetId"])
         _wait_runners_gone(emu, {r["name"] for r in summary["runners"]})
 
 
@@ -290,10 +325,15 @@ def _assert_jobs_ran_once(emu: Emulator, job_ids: list[int], summary: dict[str, 
         assert by_name[job["runner_name"]]["runnerId"] == job["runner_id"], (job, by_name)
 
 
-def _assert_scale_set_gone(emu: Emulator, scale_set_id: int) -> None:
+def _rest_prefix(scope: str) -> str:
+    return f"/enterprises/{scope.split('/')[1]}" if scope.startswith("enterprises/") else \
+        f"/repos/{scope}" if "/" in scope else f"/orgs/{scope}"
+
+
+def _assert_scale_set_gone(emu: Emulator, scope: str, group_id: int, scale_set_id: int) -> None:
     svc = _Service(emu)
-    assert svc.connect(f"{emu.url}/{ORG}", f"/orgs/{ORG}/actions/runners/registration-token") is None
-    r = svc.call("GET", "_apis/runtime/runnerscalesets", query={"runnerGroupId": 1, "name": SCALE_SET})
+    assert svc.connect(f"{emu.url}/{scope}", f"{_rest_prefix(scope)}/actions/runners/registration-token") is None
+    r = svc.call("GET", "_apis/runtime/runnerscalesets", query={"runnerGroupId": group_id, "name": SCALE_SET})
     assert r.status_code == 200 and r.json()["count"] == 0, (r.status_code, r.text)
     r = svc.call("GET", f"_apis/runtime/runnerscalesets/{scale_set_id}")
     assert r.status_code == 404, (r.status_code, r.text)
