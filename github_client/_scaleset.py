@@ -950,17 +950,36 @@ class ScaleSetClient:
     # -- runners ----------------------------------------------------------------------------
 
     def generate_jitconfig(self, scale_set_id: int, name: str, work_folder: str = "_work") -> ScaleSetJitConfig:
-        """Register one just-in-time runner in the scale set; the encoded config is a secret."""
+        """Register one just-in-time runner in the scale set; the encoded config is a secret.
+
+        As with the REST call: if a retry finds the name taken (:class:`RunnerExists` after an
+        attempt whose answer was lost) by a runner that is offline, not busy and has never
+        connected (no version), that runner is deleted and the registration repeated once.
+        """
         scale_set_id = check_id(scale_set_id, "scale_set_id")
         name = check_runner_name(name)
         work_folder = check_work_folder(work_folder)
-        resp = self._service(
-            "POST",
-            f"{_SCALE_SETS}/{scale_set_id}/generatejitconfig",
-            "generate_jitconfig",
-            json={"name": name, "workFolder": work_folder},
-            hints={404: f"scale set {scale_set_id} does not exist (deleted?)"},
-        )
+
+        def post() -> Response:
+            return self._service(
+                "POST",
+                f"{_SCALE_SETS}/{scale_set_id}/generatejitconfig",
+                "generate_jitconfig",
+                json={"name": name, "workFolder": work_folder},
+                hints={404: f"scale set {scale_set_id} does not exist (deleted?)"},
+            )
+
+        try:
+            resp = post()
+        except RunnerExists as exc:
+            if (exc.attempts or 1) <= 1:
+                raise  # the first attempt: someone else has the name
+            stale = self.get_agent_by_name(name)
+            if stale is None or stale.status in (None, "online") or stale.busy is not False or stale.version:
+                raise
+            self.delete_agent(stale.id, missing_ok=True)
+            log.warning("event=scaleset_jit_reclaimed name=%s agent_id=%d", name, stale.id)
+            resp = post()
         body = _dict(resp.body)
         encoded = _str(body.get("encodedJITConfig"))
         if not encoded:

@@ -126,6 +126,7 @@ class FakeActionsService:
         self.agents: dict[int, dict[str, Any]] = {}
         self.busy_agents: set[int] = set()
         self.faults: dict[str, list[Reply]] = {}
+        self.lose: dict[str, int] = {}
         self.log: list[tuple[str, str, str]] = []  # (kind, method, url)
         self.requests: list[tuple[str, str, dict[str, str], Any]] = []  # (kind, url, headers, body)
         self.non_jwt = False
@@ -177,6 +178,10 @@ class FakeActionsService:
         self.requests.append((kind, url, headers, body))
         if self.faults.get(kind):
             return self.faults[kind].pop(0)
+        if self.lose.get(kind):  # done, but the answer is lost on the way back
+            self.lose[kind] -= 1
+            reply()
+            return 502, None, {}
         return reply()
 
     def route(self, method: str, url: str, path: str, query: dict[str, str], headers: dict[str, str], body: Any) -> Any:
@@ -301,7 +306,14 @@ class FakeActionsService:
         if any(a["name"] == body["name"] for a in self.agents.values()):
             return 409, exception("AgentExistsException", f"Agent {body['name']} exists"), {}
         agent_id = len(self.agents) + 10
-        self.agents[agent_id] = {"id": agent_id, "name": body["name"], "runnerScaleSetId": scale_set_id}
+        self.agents[agent_id] = {
+            "id": agent_id,
+            "name": body["name"],
+            "runnerScaleSetId": scale_set_id,
+            "status": "offline",
+            "busy": False,
+            "version": "",
+        }
         return 200, {"runner": self.agents[agent_id], "encodedJITConfig": "eyJqaXQiOiAi" + "Q" * 80}, {}
 
 
@@ -678,6 +690,36 @@ def test_jit_config_and_agents(scalesets: ScaleSetClient, service: FakeActionsSe
     assert scalesets.delete_agent(jit.runner.id, missing_ok=True) is False
     with pytest.raises(NotFound):
         scalesets.get_agent(jit.runner.id)
+
+
+def test_jit_config_whose_answer_was_lost_is_reclaimed(
+    scalesets: ScaleSetClient, service: FakeActionsService, scale_set_id: int
+) -> None:
+    """A retry that finds the name taken by our never-connected runner deletes it and registers again."""
+    service.lose["generate_jitconfig"] = 1
+    jit = scalesets.generate_jitconfig(scale_set_id, "ghr-lost")
+    assert service.kinds()[-5:] == [
+        "generate_jitconfig",
+        "generate_jitconfig",
+        "get_agent_by_name",
+        "delete_agent",
+        "generate_jitconfig",
+    ]
+    assert [a["name"] for a in service.agents.values()] == ["ghr-lost"] and jit.runner.name == "ghr-lost"
+
+
+def test_jit_name_of_a_live_runner_is_not_reclaimed(
+    scalesets: ScaleSetClient, service: FakeActionsService, scale_set_id: int
+) -> None:
+    """A taken name whose runner has connected (or is busy) stays: RunnerExists."""
+    service.lose["generate_jitconfig"] = 1
+    scalesets.generate_jitconfig(scale_set_id, "ghr-live")  # reclaimed once
+    agent = next(iter(service.agents.values()))
+    agent.update(status="online", version="2.330.0")
+    service.lose["generate_jitconfig"] = 1
+    service.agents[agent["id"] + 100] = {**agent, "id": agent["id"] + 100, "name": "ghr-other"}
+    with pytest.raises(RunnerExists):
+        scalesets.generate_jitconfig(scale_set_id, "ghr-other")
 
 
 def test_busy_agent_delete_is_job_still_running(
