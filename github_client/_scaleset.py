@@ -677,11 +677,13 @@ class ScaleSetClient:
 
     # -- the admin connection ---------------------------------------------------------------
 
-    def _connection(self, force: bool = False) -> _Connection:
+    def _connection(self, refused: _Connection | None = None) -> _Connection:
+        """The admin connection, renewed near its expiry or when it is the one just ``refused`` (401)."""
         with self._conn_lock:
             conn = self._conn
-            if conn is not None and not force and self._clock() < conn.expires_at - ADMIN_TOKEN_REFRESH_MARGIN:
-                return conn
+            fresh = conn is not None and self._clock() < conn.expires_at - ADMIN_TOKEN_REFRESH_MARGIN
+            if conn is not None and fresh and conn is not refused:
+                return conn  # (another thread may already have replaced a refused one)
             self._conn = conn = self._connect()
             return conn
 
@@ -745,8 +747,9 @@ class ScaleSetClient:
     ) -> Response:
         """An Actions-service call with the admin token; a 401 reconnects and retries once."""
         query = {**(params or {}), "api-version": SCALESET_API_VERSION}
+        refused: _Connection | None = None
         for attempt in (1, 2):
-            conn = self._connection(force=attempt == 2)
+            conn = self._connection(refused)
             try:
                 return self._send(
                     method,
@@ -763,6 +766,7 @@ class ScaleSetClient:
             except BadCredentials:
                 if attempt == 2:
                     raise
+                refused = conn
                 log.info("event=scaleset_admin_token_refused kind=%s action=reconnect", kind)
         raise AssertionError("unreachable")
 
@@ -778,7 +782,6 @@ class ScaleSetClient:
             raise NotFound(
                 f"runner group {name!r} not found in the {self.github.scope.label}; create it in the "
                 "Actions settings or fix the runner group name",
-                status=resp.status,
                 method="GET",
                 path=_GROUPS,
             )
@@ -823,7 +826,7 @@ class ScaleSetClient:
             hints={404: f"scale set {scale_set_id} does not exist (deleted?)"},
         )
         if not isinstance(resp.body, dict):
-            raise NotFound(f"scale set {scale_set_id} does not exist", status=resp.status, method="GET")
+            raise NotFound(f"scale set {scale_set_id} does not exist (the service answered no object)", method="GET")
         return ScaleSet.from_api(resp.body)
 
     def get_scale_set_by_name(self, name: str, runner_group_id: int = 1) -> ScaleSet | None:
