@@ -286,6 +286,14 @@ def test_github_scaleset_client_runs_jobs_through_the_emulator(conformance_bin: 
         if sc.faults:
             hit = [e for e in emu.request_log() if e.get("fault") == "error"]
             assert len(hit) == sc.faults["errors"], hit  # every injected 5xx was met, and retried past
+        log = [e for e in emu.request_log() if not e.get("fault")]  # injected faults were retried: see above
+        polls = [e for e in log if e["endpoint"].startswith("GET ") and e["endpoint"].endswith("/messages")]
+        acks = [e for e in log if e["endpoint"].startswith("DELETE ") and e["endpoint"].endswith("/messages/{message_id}")]
+        # The listener acknowledged every message it was given, and each acknowledgement was accepted.
+        assert len(acks) == sum(1 for e in polls if e["status"] == 200), (polls, acks)
+        assert all(e["status"] == 204 for e in acks), acks
+        if sc.options.get("message_poll_wait", 50) <= 1:  # jobs outlast the poll: the client met 202 and polled on
+            assert any(e["status"] == 202 for e in polls), polls
         counts = emu.request_counts()
         if "message_queue_token_ttl" in sc.options:
             refreshed = sum(n for k, n in counts.items() if k.startswith("PATCH ") and k.endswith("/sessions/{session_id}"))
