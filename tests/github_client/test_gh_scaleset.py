@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -478,6 +479,28 @@ def test_admin_token_refused_reconnects_once(scalesets: ScaleSetClient, service:
     group = scalesets.get_runner_group("Default")
     assert group.id == 1 and group.default
     assert service.kinds()[3:] == ["admin_refused", "registration_token", "connect", "get_runner_group"]
+
+
+def test_refused_admin_token_is_replaced_once_for_all_threads(scalesets: ScaleSetClient, service: FakeActionsService) -> None:
+    """Threads that all see the 401 share one reconnect."""
+    scalesets.get_runner_group("Default")
+    service.admin_tokens.append("revoked-elsewhere")
+    with ThreadPoolExecutor(8) as pool:
+        groups = list(pool.map(lambda _: scalesets.get_runner_group("Default"), range(8)))
+    assert {g.id for g in groups} == {1}
+    assert service.kinds().count("connect") == 2
+
+
+def test_expired_queue_token_is_refreshed_once_for_all_threads(
+    scalesets: ScaleSetClient, service: FakeActionsService, scale_set_id: int
+) -> None:
+    """Threads polling with an expired queue token share one session refresh."""
+    session = scalesets.open_session(scale_set_id, "host-1")
+    service.queue_tokens.append("rotated-by-the-service")
+    with ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(lambda _: session.get_message(0, 1), range(6)))
+    assert results == [None] * 6
+    assert service.kinds().count("refresh_session") == 1
 
 
 def test_admin_token_that_is_not_a_jwt_is_refused(scalesets: ScaleSetClient, service: FakeActionsService) -> None:
