@@ -50,8 +50,10 @@ touch "$W/out/.complete"
 # A folder without .complete is not ours to trust (an older layout, a manual copy): replace it.
 if [ -e "$PREFIX" ] && [ ! -f "$PREFIX/.complete" ]; then rm -rf "$PREFIX"; fi
 # mv -T refuses to move into an existing folder: a concurrent setup that published first wins.
-if ! mv -T "$W/out" "$PREFIX" 2>/dev/null; then
+if mv -T "$W/out" "$PREFIX" 2>/dev/null; then
+  log "$NAME built into $PREFIX"
+else
   [ -f "$PREFIX/.complete" ] || die "publish $PREFIX" "delete $PREFIX and rerun"
+  log "$NAME: a concurrent setup published $PREFIX first; using it"
 fi
-log "$NAME built into $PREFIX"
 echo "$PREFIX/$NAME"
