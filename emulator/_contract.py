@@ -1,7 +1,7 @@
 """What the HTTP layer and the endpoint handlers share, and what they need from the Emulator.
 
-The emulator's modules form a DAG: ``_errors`` <- ``_state`` <- ``_auth`` <- ``_contract`` <- ``_routes``,
-``_server`` <- ``_emulator``. ``_server`` (HTTP: dispatch, auth, limits, faults) and ``_routes`` (the
+The emulator's modules form a DAG: ``_errors`` <- ``_state`` <- ``_auth``, ``_scalesets`` <- ``_contract`` <-
+``_routes``, ``_server`` <- ``_emulator``. ``_server`` (HTTP: dispatch, auth, limits, faults) and ``_routes`` (the
 endpoint handlers) only know the :class:`EmulatorApi` protocol, which :class:`emulator.Emulator`
 satisfies; neither imports the other nor ``_emulator``.
 """
@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from ._auth import Credentials, Principal
 from ._errors import DOCS, ApiError
+from ._scalesets import ScaleSets
 from ._state import State
 
 MAX_LATENCY = 30.0
@@ -109,6 +110,7 @@ class EmulatorApi(Protocol):
     """The part of :class:`emulator.Emulator` the HTTP layer and the handlers use."""
 
     state: State
+    scalesets: ScaleSets
     creds: Credentials
     requests: RequestLog
     admin_token: str
@@ -154,6 +156,10 @@ class EmulatorApi(Protocol):
 
     def decide_fault(self, endpoint: str) -> FaultDecision: ...
 
+    def options(self) -> dict[str, Any]: ...
+
+    def set_options(self, **values: Any) -> None: ...
+
 
 @dataclass
 class Ctx:
@@ -168,6 +174,7 @@ class Ctx:
     principal: Principal | None
     base_url: str
     scope: str | None = None
+    method: str = "GET"
 
     def q(self, name: str) -> str | None:
         v = self.query.get(name)
@@ -197,4 +204,4 @@ class Route:
     template: str
     regex: re.Pattern[str]
     fn: Handler_t
-    auth: str  # runners | jwt | remote | runner_admin | ratelimit | control | runner | public
+    auth: str  # runners | jwt | remote | runner_admin | ratelimit | control | runner | public | actions | queue

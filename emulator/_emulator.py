@@ -12,8 +12,9 @@ from typing import Any
 from ._auth import ALL_PAT_SCOPES, Credentials, Principal, fingerprint
 from ._contract import FaultDecision, Faults, RequestLog
 from ._routes import build_routes
+from ._scalesets import ScaleSets
 from ._server import Server
-from ._state import Options, State
+from ._state import Options, State, parse_scope
 from ._tarball import build as build_tarball
 from ._tarball import filename_for
 from ._tarball import sha256 as tarball_sha256
@@ -26,8 +27,13 @@ class Emulator:
 
     Options (keyword-only): admin_token, public_url, token_ttl, installation_token_ttl, session_timeout,
     ephemeral_offline_ttl, offline_ttl, strict_scopes, rate_limit, installation_rate_limit, rate_window,
-    rate_limit_status, max_poll_wait, deprecations.
+    rate_limit_status, max_poll_wait, deprecations; realism: state_lag, jit_labels_read_only; scale sets:
+    actions_token_ttl, message_queue_token_ttl, message_poll_wait, scale_set_session_timeout,
+    acquire_timeout, reassign_delay (these last eight can change at run time with `set_options`).
     """
+
+    RUNTIME_OPTIONS = ("state_lag", "jit_labels_read_only", "actions_token_ttl", "message_queue_token_ttl",
+                       "message_poll_wait", "scale_set_session_timeout", "acquire_timeout", "reassign_delay")
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, admin_token: str | None = None,
                  public_url: str | None = None, token_ttl: float = 3600.0, installation_token_ttl: float = 3600.0,
@@ -35,12 +41,21 @@ class Emulator:
                  offline_ttl: float = 14 * 86400.0, strict_scopes: bool = False, rate_limit: int = 5000,
                  installation_rate_limit: int = 5000, rate_window: float = 3600.0, rate_limit_status: int = 403,
                  max_poll_wait: float = 30.0,
-                 deprecations: Mapping[str, tuple[str | None, str | None]] | None = None) -> None:
+                 deprecations: Mapping[str, tuple[str | None, str | None]] | None = None,
+                 state_lag: float = 0.0, jit_labels_read_only: bool = False, actions_token_ttl: float = 3600.0,
+                 message_queue_token_ttl: float = 3600.0, message_poll_wait: float = 50.0,
+                 scale_set_session_timeout: float = 120.0, acquire_timeout: float = 60.0,
+                 reassign_delay: float = 1.0) -> None:
         self.host, self._port = host, port
         self.public_url = public_url.rstrip("/") if public_url else None
         self.state = State(Options(token_ttl=token_ttl, session_timeout=session_timeout,
                                    ephemeral_offline_ttl=ephemeral_offline_ttl, offline_ttl=offline_ttl,
                                    strict_scopes=strict_scopes, max_poll_wait=max_poll_wait))
+        self.scalesets = ScaleSets(self.state)
+        self.set_options(state_lag=state_lag, jit_labels_read_only=jit_labels_read_only,
+                         actions_token_ttl=actions_token_ttl, message_queue_token_ttl=message_queue_token_ttl,
+                         message_poll_wait=message_poll_wait, scale_set_session_timeout=scale_set_session_timeout,
+                         acquire_timeout=acquire_timeout, reassign_delay=reassign_delay)
         self.creds = Credentials(self.state.now, installation_token_ttl=installation_token_ttl,
                                  rate_limit=rate_limit, installation_rate_limit=installation_rate_limit,
                                  rate_window=rate_window)
@@ -116,6 +131,12 @@ class Emulator:
 
     # ---- credentials ------------------------------------------------------------------------
     def authenticate(self, authorization: str | None) -> Principal | None:
+        parts = (authorization or "").split(None, 1)
+        if len(parts) == 2 and parts[0].lower() in ("bearer", "token") and parts[1].startswith("eyJ"):
+            # The runner-admin token is a JWT too (signed by the emulator, not an App): try it first.
+            t = self.state.check_token(parts[1].strip(), ("runner_admin",))
+            if t is not None:
+                return Principal("runner_admin", f"radm:{fingerprint(parts[1].strip())}", scope=t.scope)
         p = self.creds.authenticate(authorization)
         if p is not None and p.kind == "unknown" and authorization:
             token = authorization.split(None, 1)[1].strip()
@@ -169,6 +190,40 @@ class Emulator:
 
     def runners(self, scope: str | None = None) -> list[dict[str, Any]]:
         return self.state.all_runners(scope)
+
+    # ---- runner scale sets ------------------------------------------------------------------
+    def scale_sets(self, scope: str | None = None) -> list[dict[str, Any]]:
+        """Scale sets as the Actions service answers them, plus `scope`, `max_capacity` (last reported),
+        `pending_messages`, `unacknowledged_messages` (ids) and `sessions` (ids)."""
+        return self.scalesets.snapshot(parse_scope(scope) if scope else None)
+
+    def scale_set_sessions(self) -> list[dict[str, Any]]:
+        """Message sessions: `{sessionId, scaleSetId, ownerName, live, polling}`."""
+        return self.scalesets.session_snapshot()
+
+    def options(self) -> dict[str, Any]:
+        """The options `set_options` can change, with their current values."""
+        return {name: getattr(self.state.opts, name) for name in self.RUNTIME_OPTIONS}
+
+    def set_options(self, **values: Any) -> None:
+        """Change run-time options, e.g. `set_options(message_poll_wait=0.5, acquire_timeout=2)`."""
+        unknown = sorted(set(values) - set(self.RUNTIME_OPTIONS))
+        if unknown:
+            raise TypeError(f"unknown options: {', '.join(unknown)} (known: {', '.join(self.RUNTIME_OPTIONS)})")
+        for name, value in values.items():
+            if name == "jit_labels_read_only":
+                if not isinstance(value, bool):
+                    raise ValueError("jit_labels_read_only must be true or false")
+            elif isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f"{name} must be a number of seconds >= 0")
+        with self.state.cond:
+            for name, value in values.items():
+                setattr(self.state.opts, name, value if name == "jit_labels_read_only" else float(value))
+            self.state.cond.notify_all()
+
+    def set_message_poll_wait(self, seconds: float) -> None:
+        """How long a scale-set message GET is held before 202 (GitHub: about 50 s)."""
+        self.set_options(message_poll_wait=seconds)
 
     # ---- request log ------------------------------------------------------------------------
     def request_counts(self) -> dict[str, int]:

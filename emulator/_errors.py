@@ -41,3 +41,17 @@ def not_found(doc: str = DOCS) -> ApiError:
 
 def unprocessable(message: str, doc: str = RUNNER_DOCS, errors: list[str] | None = None) -> ApiError:
     return ApiError(422, message, doc, errors=errors)
+
+
+class ActionsError(ApiError):
+    """An Actions-service error: the service's exception envelope, whose `typeName` GitHub's client matches
+    (`AgentExistsException`, `AgentNotFoundException`, `JobStillRunningException`, ...)."""
+
+    def __init__(self, status: int, type_key: str, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(status, message, headers=headers)
+        self.type_key = type_key
+
+    def body(self) -> dict[str, object]:
+        return {"$id": "1", "innerException": None, "message": self.message,
+                "typeName": f"GitHub.DistributedTask.WebApi.{self.type_key}, GitHub.DistributedTask.WebApi",
+                "typeKey": self.type_key, "errorCode": 0, "eventId": 3000}

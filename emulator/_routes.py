@@ -9,8 +9,9 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from ._contract import Ctx, EmulatorApi, Faults, Reply, Route
-from ._errors import APP_DOCS, DOCS, RUNNER_DOCS, ApiError, not_found, unprocessable
-from ._state import MIN_RUNNER_VERSION, RUNNER_VERSION, _version_tuple, iso, parse_scope, scope_kind
+from ._errors import APP_DOCS, DOCS, RUNNER_DOCS, ActionsError, ApiError, not_found, unprocessable
+from ._scalesets import SCALE_SETS
+from ._state import MIN_RUNNER_VERSION, RUNNER_VERSION, _version_tuple, iso, parse_scope, scope_kind, tenant_of
 from ._tarball import ARCHES, filename_for
 
 PREFIXES = {"repo": "/repos/{owner}/{repo}/actions", "org": "/orgs/{org}/actions",
@@ -245,9 +246,11 @@ def runner_registration(ctx: Ctx) -> Reply:
     # GitHub answers an unknown or expired registration token with 404; the runner prints "NotFound".
     if tok is None or tok.scope != _scope_from_url(body.get("url")):
         raise ApiError(404, "Not Found", DOCS)
-    admin, _ = state.create_token("runner_admin", tok.scope)
-    return Reply(200, {"url": f"{ctx.base_url}/_emulator/runner", "token_schema": "OAuthAccessToken",
-                       "token": admin, "use_v2_flow": True})
+    service = _emu(ctx).scalesets.service_url(ctx.base_url, tok.scope)
+    admin, _ = state.create_token("runner_admin", tok.scope, audience=service)
+    # The Actions-service URL and its admin token (a JWT): GitHub's scale-set client needs both;
+    # config.sh uses the token on the REST API.
+    return Reply(200, {"url": service, "token_schema": "OAuthAccessToken", "token": admin, "use_v2_flow": True})
 
 
 def runners_register(ctx: Ctx) -> Reply:
@@ -262,6 +265,125 @@ def runners_register(ctx: Ctx) -> Reply:
     with state.cond:
         rjson = state.runner_json(runner)
     return Reply(201, {**rjson, "files": files})
+
+
+# ---- Actions service (runner scale sets), under <base>/_services/pipelines/<tenant>/ ---------------
+def _admin_scope(ctx: Ctx) -> str:
+    assert ctx.principal is not None and ctx.principal.scope is not None
+    return ctx.principal.scope
+
+
+def _list(items: list[Any]) -> Reply:
+    return Reply(200, {"count": len(items), "value": items})
+
+
+def a_runner_groups(ctx: Ctx) -> Reply:
+    return _list(_emu(ctx).scalesets.runner_groups(_admin_scope(ctx), ctx.q("groupName")))
+
+
+def a_create_set(ctx: Ctx) -> Reply:
+    return Reply(200, _emu(ctx).scalesets.create(_admin_scope(ctx), ctx.body, ctx.base_url))
+
+
+def a_find_sets(ctx: Ctx) -> Reply:
+    return _list(_emu(ctx).scalesets.find(_admin_scope(ctx), ctx.q("runnerGroupId"), ctx.q("name")))
+
+
+def a_get_set(ctx: Ctx) -> Reply:
+    return Reply(200, _emu(ctx).scalesets.get(_admin_scope(ctx), ctx.params["scale_set_id"]))
+
+
+def a_update_set(ctx: Ctx) -> Reply:
+    return Reply(200, _emu(ctx).scalesets.update(_admin_scope(ctx), ctx.params["scale_set_id"], ctx.body))
+
+
+def a_delete_set(ctx: Ctx) -> Reply:
+    _emu(ctx).scalesets.delete(_admin_scope(ctx), ctx.params["scale_set_id"])
+    return Reply(204)
+
+
+def a_create_session(ctx: Ctx) -> Reply:
+    return Reply(200, _emu(ctx).scalesets.create_session(_admin_scope(ctx), ctx.params["scale_set_id"], ctx.body))
+
+
+def a_refresh_session(ctx: Ctx) -> Reply:
+    return Reply(200, _emu(ctx).scalesets.refresh_session(_admin_scope(ctx), ctx.params["scale_set_id"],
+                                                          ctx.params["session_id"]))
+
+
+def a_delete_session(ctx: Ctx) -> Reply:
+    _emu(ctx).scalesets.delete_session(_admin_scope(ctx), ctx.params["scale_set_id"], ctx.params["session_id"])
+    return Reply(204)
+
+
+def _bearer(ctx: Ctx) -> str:
+    parts = (ctx.headers.get("Authorization") or "").split(None, 1)
+    return parts[1].strip() if len(parts) == 2 and parts[0].lower() == "bearer" else ""
+
+
+def _queue(ctx: Ctx, session_id: str | None) -> Any:
+    """The (scale set, session) of the queue token, on this tenant's URL only (401 otherwise)."""
+    ss, sess = _emu(ctx).scalesets.queue_principal(_bearer(ctx), ctx.params["scale_set_id"], session_id)
+    if tenant_of(ss.scope) != ctx.params.get("_tenant"):
+        raise ActionsError(401, "VssUnauthorizedException", "The message queue access token is not valid here.")
+    return ss, sess
+
+
+def a_get_message(ctx: Ctx) -> Reply:
+    sets = _emu(ctx).scalesets
+    ss, sess = _queue(ctx, ctx.params["session_id"])
+    raw_cap = ctx.headers.get("X-ScaleSetMaxCapacity")
+    capacity = None
+    if raw_cap is not None:
+        try:
+            capacity = int(raw_cap)
+        except ValueError:
+            capacity = -1
+        if capacity < 0:
+            raise ActionsError(400, "ArgumentException", "X-ScaleSetMaxCapacity must be a non-negative integer.")
+    try:
+        last = int(ctx.q("lastMessageId") or 0)
+    except ValueError:
+        raise ActionsError(400, "ArgumentException", "lastMessageId must be an integer.") from None
+    if ctx.method == "HEAD":  # never hand out (or hold) a message for a HEAD
+        return Reply(202)
+    msg = sets.get_message(ss, sess, last, capacity)
+    return Reply(200, msg) if msg is not None else Reply(202)
+
+
+def a_delete_message(ctx: Ctx) -> Reply:
+    sets = _emu(ctx).scalesets
+    ss, sess = _queue(ctx, ctx.params["session_id"])
+    sets.delete_message(ss, sess, ctx.params["message_id"])
+    return Reply(204)
+
+
+def a_acquire(ctx: Ctx) -> Reply:
+    """GitHub's client sends the session's queue token here; the admin token of the scope works too."""
+    sets = _emu(ctx).scalesets
+    scope = ctx.principal.scope if ctx.principal is not None and ctx.principal.kind == "runner_admin" else None
+    if scope is None:
+        ss, _ = _queue(ctx, None)
+        scope = ss.scope
+    return _list(sets.acquire(scope, ctx.params["scale_set_id"], ctx.body))
+
+
+def a_generate_jit(ctx: Ctx) -> Reply:
+    return Reply(200, _emu(ctx).scalesets.generate_jit(_admin_scope(ctx), ctx.params["scale_set_id"], ctx.body,
+                                                       ctx.base_url))
+
+
+def a_find_agents(ctx: Ctx) -> Reply:
+    return _list(_emu(ctx).scalesets.find_agents(_admin_scope(ctx), ctx.q("agentName")))
+
+
+def a_get_agent(ctx: Ctx) -> Reply:
+    return Reply(200, _emu(ctx).scalesets.get_agent(_admin_scope(ctx), ctx.params["agent_id"]))
+
+
+def a_delete_agent(ctx: Ctx) -> Reply:
+    _emu(ctx).scalesets.delete_agent(_admin_scope(ctx), ctx.params["agent_id"])
+    return Reply(204)
 
 
 # ---- control API ---------------------------------------------------------------------------
@@ -379,6 +501,27 @@ def c_link_org(ctx: Ctx) -> Reply:
     return Reply(204)
 
 
+def c_scale_sets(ctx: Ctx) -> Reply:
+    scope = ctx.q("scope")
+    return Reply(200, {"scale_sets": _emu(ctx).scalesets.snapshot(parse_scope(scope) if scope else None)})
+
+
+def c_scale_set_sessions(ctx: Ctx) -> Reply:
+    return Reply(200, {"sessions": _emu(ctx).scalesets.session_snapshot()})
+
+
+def c_options(ctx: Ctx) -> Reply:
+    return Reply(200, _emu(ctx).options())
+
+
+def c_set_options(ctx: Ctx) -> Reply:
+    try:
+        _emu(ctx).set_options(**_control_body(ctx))
+    except (TypeError, ValueError) as exc:
+        raise _value_error(exc) from exc
+    return Reply(200, _emu(ctx).options())
+
+
 def c_clock(ctx: Ctx) -> Reply:
     b = _control_body(ctx)
     _emu(ctx).advance_clock(float(b.get("advance", 0)))
@@ -481,10 +624,33 @@ def build_routes() -> list[Route]:
         ("POST", "/_emulator/runner-groups", c_add_group, "control"),
         ("POST", "/_emulator/enterprise-orgs", c_link_org, "control"),
         ("POST", "/_emulator/clock", c_clock, "control"),
+        ("GET", "/_emulator/scalesets", c_scale_sets, "control"),
+        ("GET", "/_emulator/scaleset-sessions", c_scale_set_sessions, "control"),
+        ("GET", "/_emulator/options", c_options, "control"),
+        ("PATCH", "/_emulator/options", c_set_options, "control"),
         ("POST", "/_emulator/runner/sessions", r_open, "runner"),
         ("DELETE", "/_emulator/runner/sessions/{session_id}", r_close, "runner"),
         ("GET", "/_emulator/runner/sessions/{session_id}/message", r_message, "runner"),
         ("POST", "/_emulator/runner/jobs/{job_id}/heartbeat", r_heartbeat, "runner"),
         ("POST", "/_emulator/runner/jobs/{job_id}/complete", r_complete, "runner"),
+    ]
+    ss, agents = SCALE_SETS, "/_apis/distributedtask/pools/{pool_id}/agents"
+    table += [
+        ("GET", "/_apis/runtime/runnergroups", a_runner_groups, "actions"),
+        ("POST", ss, a_create_set, "actions"),
+        ("GET", ss, a_find_sets, "actions"),
+        ("GET", f"{ss}/{{scale_set_id}}", a_get_set, "actions"),
+        ("PATCH", f"{ss}/{{scale_set_id}}", a_update_set, "actions"),
+        ("DELETE", f"{ss}/{{scale_set_id}}", a_delete_set, "actions"),
+        ("POST", f"{ss}/{{scale_set_id}}/sessions", a_create_session, "actions"),
+        ("PATCH", f"{ss}/{{scale_set_id}}/sessions/{{session_id}}", a_refresh_session, "actions"),
+        ("DELETE", f"{ss}/{{scale_set_id}}/sessions/{{session_id}}", a_delete_session, "actions"),
+        ("GET", f"{ss}/{{scale_set_id}}/sessions/{{session_id}}/messages", a_get_message, "queue"),
+        ("DELETE", f"{ss}/{{scale_set_id}}/sessions/{{session_id}}/messages/{{message_id}}", a_delete_message, "queue"),
+        ("POST", f"{ss}/{{scale_set_id}}/acquirejobs", a_acquire, "acquire"),
+        ("POST", f"{ss}/{{scale_set_id}}/generatejitconfig", a_generate_jit, "actions"),
+        ("GET", agents, a_find_agents, "actions"),
+        ("GET", f"{agents}/{{agent_id}}", a_get_agent, "actions"),
+        ("DELETE", f"{agents}/{{agent_id}}", a_delete_agent, "actions"),
     ]
     return [Route(m, t, _compile(t), fn, auth) for m, t, fn, auth in table]

@@ -6,14 +6,15 @@ import json
 import logging
 import secrets
 import time
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from ._auth import APP_PERMISSION_FOR, PAT_SCOPE_FOR, Principal, bad_credentials
-from ._contract import Ctx, EmulatorApi, Reply, Route
-from ._errors import APP_DOCS, DOCS, RUNNER_DOCS, ApiError, not_found
-from ._state import iso, scope_kind
+from ._auth import APP_PERMISSION_FOR, PAT_SCOPE_FOR, Principal, bad_credentials, fingerprint
+from ._contract import Ctx, EmulatorApi, FaultDecision, Reply, Route
+from ._errors import APP_DOCS, DOCS, RUNNER_DOCS, ActionsError, ApiError, not_found
+from ._state import iso, scope_kind, tenant_of
 
 log = logging.getLogger("emulator")
 
@@ -22,6 +23,13 @@ SECONDARY_MESSAGE = ("You have exceeded a secondary rate limit. Please wait a fe
                      "If you reach out to GitHub Support for help, please include the request ID {rid}.")
 RATE_DOCS = "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"
 MAX_BODY = 16 << 20
+SERVICE_PREFIX = "/_services/pipelines/"  # the Actions service: <base>/_services/pipelines/<tenant>/_apis/...
+
+
+def _area(template: str) -> str:
+    if template.startswith("/_emulator/"):
+        return "internal"
+    return "actions" if template.startswith("/_apis/") else "api"
 
 
 def _json_body(raw: bytes) -> Any:
@@ -80,6 +88,10 @@ class Handler(BaseHTTPRequestHandler):
     def do_PATCH(self) -> None:
         self._dispatch("PATCH")
 
+    def do_HEAD(self) -> None:
+        # GitHub answers HEAD like GET, without the body.
+        self._dispatch("HEAD")
+
     # -------------------------------------------------------------------------------------
     def _base_url(self) -> str:
         emu = self.server.emulator
@@ -108,6 +120,8 @@ class Handler(BaseHTTPRequestHandler):
                 reply = self._api(method, api_path, query, raw, entry)
             elif path.startswith("/_emulator/"):
                 reply = self._internal(method, path, query, raw, entry)
+            elif path.startswith(SERVICE_PREFIX):
+                reply = self._actions(method, path, query, raw, entry)
             else:
                 entry["endpoint"] = f"{method} {path}"
                 reply = Reply(404, not_found().body())
@@ -129,9 +143,9 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         reply.headers.setdefault("X-GitHub-Request-Id", rid)
-        self._send(reply)
+        self._send(reply, head=method == "HEAD")
 
-    def _send(self, reply: Reply) -> None:
+    def _send(self, reply: Reply, head: bool = False) -> None:
         data = reply.raw if reply.raw is not None else (
             b"" if reply.body is None else json.dumps(reply.body).encode())
         try:
@@ -142,19 +156,20 @@ class Handler(BaseHTTPRequestHandler):
             for k, v in reply.headers.items():
                 self.send_header(k, v)
             # Headers and body in one write.
-            self._headers_buffer.append(b"\r\n" + (data if reply.status != 204 else b""))  # type: ignore[attr-defined]
+            body = b"" if head or reply.status == 204 else data
+            self._headers_buffer.append(b"\r\n" + body)  # type: ignore[attr-defined]
             self.flush_headers()
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
 
-    def _match(self, method: str, path: str, internal: bool) -> tuple[Route, dict[str, str]] | None:
+    def _match(self, method: str, path: str, area: str) -> tuple[Route, dict[str, str]] | None:
         path_known = False
         for r in self.server.routes:
-            if r.template.startswith("/_emulator/") != internal:
+            if _area(r.template) != area:
                 continue
             m = r.regex.match(path)
             if m:
-                if r.method == method:
+                if r.method == method or (method == "HEAD" and r.method == "GET"):
                     return r, {k: unquote(v) for k, v in m.groupdict().items()}
                 path_known = True
         if path_known:
@@ -165,7 +180,7 @@ class Handler(BaseHTTPRequestHandler):
     def _api(self, method: str, path: str, query: dict[str, list[str]], raw: bytes,
              entry: dict[str, Any]) -> Reply | None:
         emu = self.server.emulator
-        found = self._match(method, path.rstrip("/") or "/", False)
+        found = self._match(method, path.rstrip("/") or "/", "api")
         if found is None:
             entry["endpoint"] = f"{method} {path}"
             raise not_found()
@@ -173,16 +188,9 @@ class Handler(BaseHTTPRequestHandler):
         entry["endpoint"] = f"{method} {route.template}"
         # One decision per request, taken now: faults changed while it is in flight do not touch it.
         fault = emu.decide_fault(entry["endpoint"])
-        if fault.latency > 0:
-            time.sleep(fault.latency)
-        if fault.kind == "drop":
-            entry["fault"] = "drop"
-            return None
-        if fault.kind == "error":
-            entry["fault"] = "error"
-            status = fault.status or 502
-            msg = {502: "Server Error", 503: "Service Unavailable", 504: "Gateway Timeout"}.get(status, "Server Error")
-            return Reply(status, {"message": msg, "documentation_url": DOCS})
+        stop, early = self._early_fault(fault, entry)
+        if stop:
+            return early
         if not self.headers.get("User-Agent"):
             raise ApiError(403, "Request forbidden by administrative rules. Please make sure your request has a "
                            "User-Agent header (https://docs.github.com/rest/overview/resources-in-the-rest-api"
@@ -203,16 +211,80 @@ class Handler(BaseHTTPRequestHandler):
                 raise bad_credentials()
             if principal.kind == "pat":
                 headers["X-OAuth-Scopes"] = ", ".join(sorted(principal.scopes))
-        ctx = Ctx(emu, self.path, self.headers, params, query, body, principal, self._base_url(), _scope_of(params))
+        ctx = Ctx(emu, self.path, self.headers, params, query, body, principal, self._base_url(), _scope_of(params),
+                  method)
         try:
             if principal is not None and route.auth != "ratelimit":
                 headers.update(emu.creds.consume(principal))
-            if fault.kind == "secondary":
-                entry["fault"] = "secondary"
-                extra = {"retry-after": str(fault.retry_after)} if fault.retry_after is not None else {}
-                raise ApiError(fault.status or 403, SECONDARY_MESSAGE.format(rid=entry["request_id"]),
-                               RATE_DOCS + "#about-secondary-rate-limits", headers=extra)
+            self._secondary(fault, entry)
             self._authorize(route, ctx, method, headers)
+            reply = route.fn(ctx)
+        except ApiError as err:
+            err.headers = {**headers, **err.headers}
+            raise
+        reply.headers = {**headers, **reply.headers}
+        return reply
+
+    @staticmethod
+    def _early_fault(fault: FaultDecision, entry: dict[str, Any]) -> tuple[bool, Reply | None]:
+        """Latency, then (True, None) for a dropped connection, (True, 5xx answer), or (False, None): go on."""
+        if fault.latency > 0:
+            time.sleep(fault.latency)
+        if fault.kind == "drop":
+            entry["fault"] = "drop"
+            return True, None
+        if fault.kind == "error":
+            entry["fault"] = "error"
+            status = fault.status or 502
+            msg = {502: "Server Error", 503: "Service Unavailable", 504: "Gateway Timeout"}.get(status, "Server Error")
+            return True, Reply(status, {"message": msg, "documentation_url": DOCS})
+        return False, None
+
+    @staticmethod
+    def _secondary(fault: FaultDecision, entry: dict[str, Any]) -> None:
+        if fault.kind == "secondary":
+            entry["fault"] = "secondary"
+            extra = {"retry-after": str(fault.retry_after)} if fault.retry_after is not None else {}
+            raise ApiError(fault.status or 403, SECONDARY_MESSAGE.format(rid=entry["request_id"]),
+                           RATE_DOCS + "#about-secondary-rate-limits", headers=extra)
+
+    # ---- Actions service (runner scale sets) ---------------------------------------------
+    def _actions(self, method: str, path: str, query: dict[str, list[str]], raw: bytes,
+                 entry: dict[str, Any]) -> Reply | None:
+        """`<base>/_services/pipelines/<tenant>/_apis/...`: admin JWT (tenant of its scope) or a queue token."""
+        emu = self.server.emulator
+        tenant, _, rest = path[len(SERVICE_PREFIX):].partition("/")
+        sub = "/" + rest
+        found = self._match(method, sub.rstrip("/") or "/", "actions")
+        if found is None:
+            entry["endpoint"] = f"{method} {sub}"
+            raise ActionsError(404, "NotFoundException", f"The resource {sub} does not exist.")
+        route, params = found
+        entry["endpoint"] = f"{method} {route.template}"
+        fault = emu.decide_fault(entry["endpoint"])
+        stop, early = self._early_fault(fault, entry)
+        if stop:
+            return early
+        headers = {"ActivityId": str(uuid.uuid4())}
+        try:
+            body = _json_body(raw)
+            principal: Principal | None = None
+            if route.auth in ("actions", "acquire"):
+                parts = (self.headers.get("Authorization") or "").split(None, 1)
+                token = parts[1].strip() if len(parts) == 2 and parts[0].lower() == "bearer" else ""
+                t = emu.state.check_token(token, ("runner_admin",)) if token else None
+                if t is not None and tenant_of(t.scope) == tenant:
+                    principal = Principal("runner_admin", f"radm:{fingerprint(token)}", scope=t.scope)
+                elif route.auth == "actions":
+                    raise ActionsError(401, "VssUnauthorizedException",
+                                       "The admin token is expired or not valid for this service URL.")
+                if "api-version" not in query:
+                    raise ActionsError(400, "VssVersionNotSpecifiedException",
+                                       "The api-version query parameter is required (6.0-preview).")
+            entry["principal"] = principal.kind if principal is not None else "queue"
+            self._secondary(fault, entry)
+            params["_tenant"] = tenant
+            ctx = Ctx(emu, self.path, self.headers, params, query, body, principal, self._base_url(), None, method)
             reply = route.fn(ctx)
         except ApiError as err:
             err.headers = {**headers, **err.headers}
@@ -267,7 +339,7 @@ class Handler(BaseHTTPRequestHandler):
     def _internal(self, method: str, path: str, query: dict[str, list[str]], raw: bytes,
                   entry: dict[str, Any]) -> Reply:
         emu = self.server.emulator
-        found = self._match(method, path.rstrip("/"), True)
+        found = self._match(method, path.rstrip("/"), "internal")
         if found is None:
             raise not_found()
         route, params = found
@@ -275,7 +347,7 @@ class Handler(BaseHTTPRequestHandler):
         if route.template == "/_emulator/requests":
             entry["_skip_log"] = True  # reading the log must not change it
         body = _json_body(raw)
-        ctx = Ctx(emu, self.path, self.headers, params, query, body, None, self._base_url())
+        ctx = Ctx(emu, self.path, self.headers, params, query, body, None, self._base_url(), None, method)
         auth = self.headers.get("Authorization") or ""
         token = auth.split(None, 1)[1].strip() if len(auth.split(None, 1)) == 2 else ""
         if route.auth == "control":

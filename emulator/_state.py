@@ -7,6 +7,7 @@ job enqueue, a job completion or a runner deletion wakes them at once.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 import secrets
@@ -15,6 +16,8 @@ import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
+
+import jwt
 
 from ._errors import RUNNER_DOCS, ApiError, not_found, unprocessable
 
@@ -58,6 +61,18 @@ def iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
+def iso_ms(ts: float | None) -> str:
+    """RFC 3339 with milliseconds; None is Go's zero time, as the Actions service sends unset times."""
+    if ts is None:
+        return "0001-01-01T00:00:00Z"
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}Z"
+
+
+def tenant_of(scope: str) -> str:
+    """The Actions-service tenant of a scope: a stable opaque id, part of the service URL."""
+    return hashlib.sha256(scope.encode()).hexdigest()[:20]
+
+
 def _b64(data: dict[str, Any]) -> str:
     return base64.b64encode(json.dumps(data).encode()).decode()
 
@@ -91,6 +106,11 @@ class Runner:
     last_seen: float | None = None
     jit_used: bool = False
     job_id: int | None = None
+    scale_set_id: int | None = None  # a runner from a scale set's JIT config takes only that scale set's jobs
+    delete_at: float | None = None  # finished ephemeral runner, removed after state_lag
+    # What the API shows lags the truth by state_lag: the view before the last change, and when it changed.
+    shown_before: tuple[str, bool] | None = None
+    changed_at: float = 0.0
 
 
 @dataclass
@@ -109,6 +129,17 @@ class Job:
     runner_name: str | None = None
     started_at: float | None = None
     completed_at: float | None = None
+    # Scale sets: the one this job is assigned to, the current runner request, its stage
+    # (available: offered, not acquired; acquired: waiting for one of the scale set's runners).
+    scale_set_id: int | None = None
+    request_id: int | None = None
+    ss_state: str | None = None  # available | acquired
+    assigned_at: float | None = None
+    runner_assigned_at: float | None = None
+    acquire_deadline: float | None = None
+    cancellations: int = 0  # assignments cancelled because nobody acquired the job in time
+    not_before: float = 0.0  # no new assignment before this (growing delay after a cancellation)
+    job_uuid: str = ""
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -118,6 +149,8 @@ class Job:
             "created_at": iso(self.created_at),
             "started_at": iso(self.started_at) if self.started_at else None,
             "completed_at": iso(self.completed_at) if self.completed_at else None,
+            "scale_set_id": self.scale_set_id, "runner_request_id": self.request_id,
+            "scale_set_stage": self.ss_state, "cancelled_assignments": self.cancellations,
         }
 
 
@@ -145,6 +178,32 @@ class Options:
     offline_ttl: float = 14 * 86400.0  # persistent runner removed after this long offline
     strict_scopes: bool = False  # True: only scopes added with add_scope exist
     max_poll_wait: float = 30.0
+    # Realism (0 / False keep the behaviour the emulator had before scale sets).
+    state_lag: float = 0.0  # busy/online changes show, and finished ephemeral runners go, this much later
+    jit_labels_read_only: bool = False  # REST generate-jitconfig runners: every label read-only (GitHub's answer)
+    # Runner scale sets (the Actions service).
+    actions_token_ttl: float = 3600.0  # admin token (JWT) from runner-registration
+    message_queue_token_ttl: float = 3600.0  # a message session's queue token
+    message_poll_wait: float = 50.0  # longest a message GET is held before 202
+    scale_set_session_timeout: float = 120.0  # a message session not heard from for this long is gone
+    acquire_timeout: float = 60.0  # an offered job not acquired within this is cancelled and offered again
+    reassign_delay: float = 1.0  # n-th re-offer waits n times this
+
+
+class StateHooks:
+    """What the scale-set layer hears from the runner protocol (called under the state lock)."""
+
+    def job_enqueued(self) -> None:
+        pass
+
+    def job_started(self, r: Runner, j: Job) -> None:
+        pass
+
+    def job_finished(self, r: Runner | None, j: Job) -> None:
+        pass
+
+    def sweep(self, now: float) -> None:
+        pass
 
 
 class State:
@@ -163,6 +222,8 @@ class State:
         self.tokens: dict[str, ScopedToken] = {}
         self.sessions: dict[str, int] = {}  # session id -> runner id
         self.runner_secrets: dict[str, int] = {}  # runner credential -> runner id
+        self.hooks = StateHooks()
+        self.signing_key = secrets.token_bytes(32)  # signs the Actions-service admin tokens (JWT, HS256)
 
     # ---- clock and ids -------------------------------------------------------------------
     def now(self) -> float:
@@ -234,9 +295,18 @@ class State:
         return None
 
     # ---- scoped tokens -------------------------------------------------------------------
-    def create_token(self, kind: str, scope: str) -> tuple[str, float]:
+    def create_token(self, kind: str, scope: str, audience: str = "") -> tuple[str, float]:
         with self.cond:
             key = self.require_scope(scope)
+            if kind == "runner_admin":
+                # The Actions-service admin token is a JWT: GitHub's client reads its `exp` to refresh it.
+                now = self.now()
+                expires = now + self.opts.actions_token_ttl
+                claims = {"iss": "ghr-emulator", "aud": audience or "actions", "sub": key, "iat": int(now),
+                          "nbf": int(now) - 1, "exp": int(expires), "jti": secrets.token_hex(8)}
+                token = jwt.encode(claims, self.signing_key, algorithm="HS256")
+                self.tokens[token] = ScopedToken(kind, key, expires)
+                return token, expires
             # Same alphabet and length as GitHub's registration tokens (29 upper-case characters).
             token = "A" + "".join(secrets.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567") for _ in range(28))
             expires = self.now() + self.opts.token_ttl
@@ -259,16 +329,29 @@ class State:
             return "online"
         return "offline"
 
+    def shown(self, r: Runner) -> tuple[str, bool]:
+        """(status, busy) as the API shows them: the truth, or for state_lag after a change the view before it."""
+        if r.shown_before is not None and self.now() - r.changed_at < self.opts.state_lag:
+            return r.shown_before
+        return self._status(r), r.job_id is not None
+
+    def _changing(self, r: Runner) -> None:
+        """Call before changing a runner's session or job: the API keeps showing the old view for state_lag."""
+        if self.opts.state_lag > 0:
+            r.shown_before, r.changed_at = self.shown(r), self.now()
+
     def runner_json(self, r: Runner) -> dict[str, Any]:
+        status, busy = self.shown(r)
         return {
-            "id": r.id, "name": r.name, "os": r.os, "status": self._status(r), "busy": r.job_id is not None,
+            "id": r.id, "name": r.name, "os": r.os, "status": status, "busy": busy,
             "ephemeral": r.ephemeral, "runner_group_id": r.group_id, "version": r.version,
             "labels": [lb.as_json() for lb in r.labels],
         }
 
     def runner_internal(self, r: Runner) -> dict[str, Any]:
         out = self.runner_json(r)
-        out.update(scope=r.scope, jit=r.jit, jit_used=r.jit_used, job_id=r.job_id, created_at=iso(r.created_at))
+        out.update(scope=r.scope, jit=r.jit, jit_used=r.jit_used, job_id=r.job_id, created_at=iso(r.created_at),
+                   scale_set_id=r.scale_set_id)
         return out
 
     def _check_new_runner(self, scope: str, name: str, group_id: int, labels: list[str]) -> None:
@@ -311,7 +394,7 @@ class State:
                 "poolName": self._group_name(r.scope, r.group_id) or "Default",
                 "serverUrl": f"{base_url}/_emulator/runner", "gitHubUrl": f"{base_url}/{r.scope}",
                 "workFolder": r.work_folder, "ephemeral": r.ephemeral, "disableUpdate": r.disable_update,
-                "useV2Flow": True,
+                "useV2Flow": True, **({"runnerScaleSetId": r.scale_set_id} if r.scale_set_id else {}),
             },
             # The stand-in has no RSA key pair (stdlib only): its one secret is this bearer credential.
             ".credentials": {
@@ -338,13 +421,17 @@ class State:
             if self._find_by_name(key, name):
                 raise ApiError(409, f"Already exists - A runner with the name {name} already exists.", RUNNER_DOCS)
             lbs: list[Label] = []
+            kind = "read-only" if self.opts.jit_labels_read_only else None
             for lb in labels:
                 if all(x.name.lower() != lb.lower() for x in lbs):
-                    lbs.append(self._label(lb))
+                    lbs.append(self._label(lb, kind))
             r = self._new_runner(key, name, group_id, lbs, ephemeral=True, jit=True, work_folder=work)
-            files = self.runner_files(r, base_url)
-            encoded = _b64({k: _b64(v) for k, v in files.items()})
-            return self.runner_json(r), encoded
+            return self.runner_json(r), self.encode_jitconfig(r, base_url)
+
+    def encode_jitconfig(self, r: Runner, base_url: str) -> str:
+        """The JIT config the stand-in's `run.sh --jitconfig` takes: base64 JSON of base64 file contents."""
+        files = self.runner_files(r, base_url)
+        return _b64({k: _b64(v) for k, v in files.items()})
 
     def register(self, scope: str, body: dict[str, Any], base_url: str) -> tuple[dict[str, Any], Runner]:
         """The runner's own registration (config.sh): labels come typed, may replace a runner of the same name."""
@@ -467,8 +554,10 @@ class State:
         if not isinstance(script, str):
             raise ValueError("script must be a string")
         with self.cond:
-            job = Job(self._next("job"), key, list(labels), script, float(timeout), self.now())
+            job = Job(self._next("job"), key, list(labels), script, float(timeout), self.now(),
+                      job_uuid=str(uuid.uuid4()))
             self.jobs[job.id] = job
+            self.hooks.job_enqueued()
             self.cond.notify_all()
             return job.id
 
@@ -496,6 +585,12 @@ class State:
                 if left <= 0:
                     raise TimeoutError(f"job {job_id} is still {j.status} after {timeout}s")
                 self.cond.wait(min(left, 1.0))
+
+    def _takes(self, r: Runner, j: Job) -> bool:
+        """A scale set's runner takes the jobs its scale set acquired; other runners take unassigned jobs."""
+        if r.scale_set_id is not None:
+            return j.scale_set_id == r.scale_set_id and j.ss_state == "acquired"
+        return j.scale_set_id is None and self._matches(r, j)
 
     def _matches(self, r: Runner, j: Job) -> bool:
         have = {lb.name.lower() for lb in r.labels}
@@ -526,6 +621,7 @@ class State:
                 raise ApiError(409, f"A session for runner {r.name} already exists.", RUNNER_DOCS)
             if r.session_id:
                 self.sessions.pop(r.session_id, None)
+            self._changing(r)
             r.jit_used = r.jit_used or r.jit
             r.session_id = secrets.token_hex(16)
             r.last_seen = self.now()
@@ -542,6 +638,7 @@ class State:
     def close_session(self, r: Runner, session_id: str) -> None:
         with self.cond:
             r = self._session_runner(r, session_id)
+            self._changing(r)
             r.session_id = None
             self.sessions.pop(session_id, None)
             self.cond.notify_all()
@@ -553,11 +650,15 @@ class State:
             while True:
                 r = self._session_runner(r, session_id)
                 r.last_seen = self.now()
-                if r.job_id is None:
+                if r.job_id is None and r.delete_at is None:
                     for j in sorted(self.jobs.values(), key=lambda j: j.id):
-                        if j.status == "queued" and self._matches(r, j):
+                        if j.status == "queued" and self._takes(r, j):
+                            self._changing(r)
                             j.status, j.started_at = "in_progress", self.now()
                             j.runner_id, j.runner_name, r.job_id = r.id, r.name, j.id
+                            if j.scale_set_id is not None:
+                                j.runner_assigned_at = j.started_at
+                                self.hooks.job_started(r, j)
                             self.cond.notify_all()
                             return {"job_id": j.id, "script": j.script, "scope": j.scope, "labels": j.labels,
                                     "timeout": j.timeout}
@@ -585,11 +686,24 @@ class State:
             j.output = (j.output + (output or ""))[-MAX_OUTPUT:]
             live = self.runners.get(r.id)
             if live is not None:
+                self._changing(live)
                 live.job_id, live.last_seen = None, self.now()
-                # GitHub deletes an ephemeral runner once its one job is done.
+                # GitHub deletes an ephemeral runner once its one job is done (state_lag later).
                 if live.ephemeral:
-                    self._delete(live)
+                    self._retire(live)
+            if j.scale_set_id is not None:
+                self.hooks.job_finished(live or r, j)
             self.cond.notify_all()
+
+    def _retire(self, r: Runner) -> None:
+        """A finished ephemeral runner: deleted now, or after state_lag (its session ends now)."""
+        if self.opts.state_lag <= 0:
+            self._delete(r)
+            return
+        if r.session_id:
+            self.sessions.pop(r.session_id, None)
+            r.session_id = None
+        r.delete_at = self.now() + self.opts.state_lag
 
     # ---- housekeeping --------------------------------------------------------------------
     def sweep(self) -> None:
@@ -597,12 +711,18 @@ class State:
         with self.cond:
             now = self.now()
             for r in list(self.runners.values()):
+                if r.delete_at is not None:
+                    if r.delete_at <= now:
+                        self._delete(r)
+                    continue
                 online = self._status(r) == "online"
                 if r.job_id is not None and not online:
                     j = self.jobs.get(r.job_id)
                     if j is not None and j.status == "in_progress":
                         j.status, j.conclusion, j.completed_at = "completed", "failure", now
                         j.output += "\n[emulator] the runner lost communication with the server\n"
+                        if j.scale_set_id is not None:
+                            self.hooks.job_finished(r, j)
                     r.job_id = None
                     if r.ephemeral:
                         self._delete(r)
@@ -615,6 +735,7 @@ class State:
             for tok, t in list(self.tokens.items()):
                 if t.expires_at <= now:
                     del self.tokens[tok]
+            self.hooks.sweep(now)
             self.cond.notify_all()
 
     def close(self) -> None:
