@@ -24,6 +24,8 @@ class Fleet(pulumi.ComponentResource):
 
     ``registration`` holds the live counts (online, busy, idle, offline, total, stale) as counted
     after ``up`` waited for the pool to be ready, plus ``ready``, ``wait_seconds`` and the runner group id.
+    A scale-set pool adds ``scaling``, ``min_runners``, ``max_runners`` and ``scale_set`` (id, name, runner
+    group id, owned, statistics); ``slots`` is its capacity (max_runners).
     """
 
     pools: pulumi.Output[dict[str, Any]]
@@ -85,6 +87,10 @@ class Fleet(pulumi.ComponentResource):
                     "ready_timeout": pool.ready_timeout,
                     "labels": list(pool.labels),
                 }
+                if pool.scale_set:  # fixed pools' outputs stay as they were
+                    outputs[pool.name][host_name].update(
+                        scaling="scaleSet", min_runners=pool.min_runners, max_runners=pool.max_runners,
+                        scale_set=rp.scale_set)
         self.pools = pulumi.Output.from_input(outputs)
         self.scope_url = pulumi.Output.from_input(gh.scope_url)
         self.register_outputs({"pools": self.pools, "scope_url": self.scope_url})

@@ -1,4 +1,9 @@
-"""RunnerPool: one pool on one host - its RunnerRegistration, its manager container and its readiness."""
+"""RunnerPool: one pool on one host - its RunnerRegistration, its manager container and its readiness.
+
+A scale-set pool (``spec.scale_set``) also gets its RunnerScaleSet, after the registration (which proves
+access first and, at destroy, still sweeps leftover runners and containers by prefix, after the scale set
+is gone). Its id goes into the manager's spec, so the manager is created after it and deleted (drained)
+before it."""
 
 from __future__ import annotations
 
@@ -9,12 +14,13 @@ from typing import Any, NotRequired, TypedDict
 
 import pulumi
 
-from pool_manager.spec import FIXED_KEYS, PoolSpec
+from pool_manager.spec import FIXED_KEYS, SCALE_SET_FIXED_KEYS, PoolSpec
 
 from .docker import DockerContainer
 from .docker._connection import host_props
-from .readiness import DEFAULT_READY_TIMEOUT, RunnerPoolReady, spec_hash, summary_of
+from .readiness import DEFAULT_READY_TIMEOUT, RunnerPoolReady, RunnerPoolReadyArgs, spec_hash, summary_of
 from .registration import RunnerRegistration
+from .scaleset import RunnerScaleSet
 
 SPEC_PATH = "/etc/ghr/pool.json"
 # The credentials never touch the engine's storage: the manager's SECRETS_DIR is a bind mount of a
@@ -34,8 +40,10 @@ def secrets_host_dir(stack: str, pool: str) -> str:
 
 
 def _fixed_hash(spec: Mapping[str, Any]) -> str:
-    """A digest of the spec keys (JSON form) a running manager cannot take on (pool_manager.spec.FIXED_KEYS)."""
+    """A digest of the spec keys (JSON form) a running manager cannot take on (pool_manager.spec.FIXED_KEYS, and
+    SCALE_SET_FIXED_KEYS where the spec has them: a fixed pool's digest is what it was before scale sets)."""
     fixed = {key: spec.get(key) for key in FIXED_KEYS}
+    fixed.update({key: spec[key] for key in SCALE_SET_FIXED_KEYS if key in spec})
     return hashlib.sha256(json.dumps(fixed, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -55,6 +63,7 @@ class RunnerPool(pulumi.ComponentResource):
 
     manager_container: pulumi.Output[dict[str, Any]]
     registration: pulumi.Output[dict[str, Any]]  # live counts, from the RunnerPoolReady after the manager
+    scale_set: pulumi.Output[dict[str, Any]] | None  # a scale-set pool's: id, name, runner group id, statistics
     name_prefix: pulumi.Output[str]
 
     def __init__(self, name: str, args: RunnerPoolArgs, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -77,7 +86,20 @@ class RunnerPool(pulumi.ComponentResource):
             "pool": pool, "host": host_name, "stack": stack,
             "docker": docker_props,
         }, pulumi.ResourceOptions(parent=self))
-        spec_json = pulumi.Output.from_input(args["runner_image"]).apply(lambda image: spec.with_image(image).dumps())
+        scale_set: RunnerScaleSet | None = None
+        fixed_hash: pulumi.Input[str] = _fixed_hash(wire)
+        if spec.scale_set:
+            scale_set = RunnerScaleSet(f"{name}-scaleset", {
+                "scope_url": spec.scope_url, "api_url": spec.api_url, "name": spec.scale_set_name or spec.name_prefix,
+                "name_prefix": spec.name_prefix, "labels": list(spec.labels), "runner_group": spec.runner_group,
+                "drain_timeout": wire["drain_timeout"], "pool": pool, "host": host_name, "stack": stack,
+            }, pulumi.ResourceOptions(parent=self, depends_on=[registration]))
+            scale_set_id = scale_set.scale_set_id
+            spec_json = pulumi.Output.all(args["runner_image"], scale_set_id).apply(
+                lambda a: spec.with_image(a[0]).with_scale_set_id(int(a[1])).dumps())
+            fixed_hash = scale_set_id.apply(lambda i: _fixed_hash(spec.with_scale_set_id(int(i)).dump()))
+        else:
+            spec_json = pulumi.Output.from_input(args["runner_image"]).apply(lambda image: spec.with_image(image).dumps())
         manager_name = f"ghr-{stack}-{pool}-manager"
         manager = DockerContainer(f"{name}-manager", {
             "name": manager_name,
@@ -94,7 +116,7 @@ class RunnerPool(pulumi.ComponentResource):
             "restart_policy": "always",
             # ghr.spec-fixed: a change of a spec key the manager cannot reload replaces the manager.
             "labels": {"ghr.role": "manager", "ghr.pool": pool, "ghr.stack": stack, "ghr.host": host_name,
-                       "ghr.spec-fixed": _fixed_hash(wire)},
+                       "ghr.spec-fixed": fixed_hash},
             # Any other spec change, and new credentials, are reloaded in place (SIGHUP): no drain.
             "uploads": [
                 {"path": SPEC_PATH, "content": spec_json, "mode": 0o444, "reloadable": True},
@@ -104,22 +126,35 @@ class RunnerPool(pulumi.ComponentResource):
             "reload_signal": "SIGHUP",
             # SIGTERM makes the manager drain: idle runners go at once, busy ones finish their job.
             "stop_timeout": int(spec.drain_timeout) + STOP_MARGIN,
-        }, pulumi.ResourceOptions(parent=self, depends_on=[registration]))
+        }, pulumi.ResourceOptions(parent=self, depends_on=[registration, *([scale_set] if scale_set else [])]))
         # After the manager: `up` waits here until `slots` runners are online (or readyTimeout fails it).
-        ready = RunnerPoolReady(f"{name}-ready", {
+        # A scale-set pool: until min_runners are online and the manager's message session is live.
+        ready_args: RunnerPoolReadyArgs = {
             "scope_url": spec.scope_url, "api_url": spec.api_url, "name_prefix": spec.name_prefix,
             "labels": list(spec.labels), "slots": spec.slots,
             "ready_timeout": args.get("ready_timeout", DEFAULT_READY_TIMEOUT),
             "pool": pool, "host": host_name, "stack": stack,
             "manager_container": manager.name, "manager_container_id": manager.container_id,
             "spec_hash": spec_json.apply(spec_hash), "docker": docker_props,
-        }, pulumi.ResourceOptions(parent=self, depends_on=[manager]))
+        }
+        if spec.scale_set:
+            ready_args["scaling"] = "scale_set"
+            ready_args["min_runners"] = spec.min_runners or 0
+            ready_args["metrics_port"] = spec.metrics_port
+        ready = RunnerPoolReady(f"{name}-ready", ready_args, pulumi.ResourceOptions(parent=self, depends_on=[manager]))
         self.name_prefix = pulumi.Output.from_input(spec.name_prefix)
         self.manager_container = pulumi.Output.all(
             name=manager.name, id=manager.container_id, state=manager.state).apply(lambda a: dict(a))
         self.registration = pulumi.Output.all(summary_of(ready), registration.runner_group_id).apply(
             lambda a: {**a[0], "runner_group_id": a[1]})
-        self.register_outputs({
+        outputs: dict[str, Any] = {
             "manager_container": self.manager_container, "registration": self.registration,
             "name_prefix": self.name_prefix,
-        })
+        }
+        self.scale_set = None
+        if scale_set is not None:
+            self.scale_set = pulumi.Output.all(
+                id=scale_set.scale_set_id, name=scale_set.name, runner_group_id=scale_set.runner_group_id,
+                owned=scale_set.owned, statistics=scale_set.statistics).apply(lambda a: dict(a))
+            outputs["scale_set"] = self.scale_set
+        self.register_outputs(outputs)

@@ -13,6 +13,12 @@ run once the manager has started:
 - ``update`` runs (and so waits again) whenever the pool spec (``spec_hash``: the manager's
   spec file), the slots, the labels or the manager container change.
 - ``read`` (``pulumi refresh``) counts again, so refresh shows drift.
+- A scale-set pool (``scaling: "scale_set"``) is ready when ``min_runners`` runners of its prefix are
+  online (any labels: they are the scale set's) and its manager holds the scale set's message session:
+  ``session.state == "live"`` in the manager's ``/healthz`` (docs/design.md), read from inside the
+  manager container (``docker exec`` of its Python against ``127.0.0.1:<metrics_port>``), so it works
+  for every host the program reaches. With ``min_runners: 0`` the session is all there is to wait for.
+  The scale-set inputs are absent for a fixed pool, so stacks deployed before see no diff.
 - ``delete`` does nothing: it observes, it owns nothing. The GitHub-side lifecycle (label
   changes, the delete sweep) stays with :class:`~components.registration.RunnerRegistration`.
 
@@ -27,6 +33,7 @@ deployed before unpickle into this class unchanged.
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, NotRequired, TypedDict
@@ -58,9 +65,20 @@ LOG_CHARS = 4000
 _INPUT_KEYS = (
     "scope_url", "api_url", "name_prefix", "labels", "slots", "ready_timeout", "pool", "host", "stack",
     "manager_container", "manager_container_id", "spec_hash", "docker_host", "ssh_options", "tls",
+    "scaling", "min_runners", "metrics_port",  # a scale-set pool's only (None for a fixed pool)
 )
 _REPLACE_KEYS = ("scope_url", "api_url", "name_prefix")
 _COUNT_KEYS = ("total", "online", "busy", "idle", "offline", "stale")
+SESSION_LIVE = "live"
+# Run by the manager's own Python inside its container: print /healthz whatever its status (503 too).
+_HEALTHZ_SCRIPT = (
+    "import sys, urllib.request, urllib.error\n"
+    "try:\n"
+    "    body = urllib.request.urlopen(f'http://127.0.0.1:{sys.argv[1]}/healthz', timeout=5).read()\n"
+    "except urllib.error.HTTPError as e:\n"
+    "    body = e.read()\n"
+    "sys.stdout.write(body.decode())\n"
+)
 
 
 class PoolNotReady(RuntimeError):
@@ -70,6 +88,23 @@ class PoolNotReady(RuntimeError):
 def spec_hash(spec_json: str) -> str:
     """A stable digest of the manager's spec file: a new digest makes the resource wait again."""
     return hashlib.sha256(spec_json.encode()).hexdigest()
+
+
+def is_scale_set(props: Mapping[str, Any]) -> bool:
+    return props.get("scaling") == "scale_set"
+
+
+def wanted(props: Mapping[str, Any]) -> int:
+    """How many runners must be online: ``slots``, or a scale-set pool's ``min_runners`` (0 or more)."""
+    return int(props.get("min_runners") or 0) if is_scale_set(props) else int(props["slots"])
+
+
+def session_state(healthz: Mapping[str, Any]) -> str | None:
+    """The message session's state in a manager's /healthz (``{"session": {"state": ...}}`` or a bare string)."""
+    session = healthz.get("session")
+    if isinstance(session, Mapping):
+        session = session.get("state")
+    return session if isinstance(session, str) else None
 
 
 def ready_runners(runners: Sequence[Runner], labels: Sequence[str]) -> list[Runner]:
@@ -111,11 +146,32 @@ class RunnerPoolReadyProvider(ResourceProvider):
 
     def _count(self, client: GitHubClient, props: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
         runners = _github.pool_runners(client, props["name_prefix"])
+        if is_scale_set(props):
+            return _github.summary(runners), len([r for r in runners if r.status == "online"])
         return _github.summary(runners), len(ready_runners(runners, props.get("labels") or []))
 
+    @staticmethod
+    def _session(props: Mapping[str, Any]) -> str | None:
+        """The scale-set manager's session state from its /healthz, read inside its container; None if unknown."""
+        ref = props.get("manager_container_id") or props.get("manager_container")
+        try:
+            with client_from_props(props, timeout=30) as dc:
+                result = dc.containers.get(str(ref)).exec_run(
+                    ["python", "-c", _HEALTHZ_SCRIPT, str(int(props.get("metrics_port") or 0))])
+            output = result.output
+            if result.exit_code != 0 or not isinstance(output, bytes):
+                return None
+            healthz = json.loads(output.decode(errors="replace"))
+            return session_state(healthz) if isinstance(healthz, Mapping) else None
+        except Exception:  # noqa: BLE001 - not up yet (no listener, restarting): the wait goes on
+            return None
+
     def _wait(self, props: Mapping[str, Any]) -> dict[str, Any]:
-        """Counts once, then (ready_timeout > 0) polls until ``slots`` runners are online or time runs out."""
-        slots = int(props["slots"])
+        """Counts once, then (ready_timeout > 0) polls until ``slots`` runners are online (a scale-set pool:
+        ``min_runners`` and its session live) or time runs out."""
+        slots = wanted(props)
+        scale_set = is_scale_set(props)
+        session: str | None = None
         timeout = float(props.get("ready_timeout") or 0)
         started = time.monotonic()
         deadline = started + timeout
@@ -133,17 +189,22 @@ class RunnerPoolReadyProvider(ResourceProvider):
                 if timeout <= 0:
                     raise
                 last_error = exc  # transient: keep polling until the deadline
+            if scale_set and ready >= slots:
+                session = self._session(props)
             now = time.monotonic()
-            if ready >= slots or now >= deadline:
+            if (ready >= slots and (not scale_set or session == SESSION_LIVE)) or now >= deadline:
                 break
             time.sleep(max(0.0, min(interval, deadline - now)))
             interval = min(interval * 1.5, POLL_MAX)
         waited = round(time.monotonic() - started, 1)
-        if ready < slots and timeout > 0:
-            raise PoolNotReady(self._not_ready_message(props, summary, ready, timeout, last_error))
+        live = not scale_set or session == SESSION_LIVE
+        if (ready < slots or not live) and timeout > 0:
+            raise PoolNotReady(self._not_ready_message(props, summary, ready, timeout, last_error, session))
         outs = {k: props.get(k) for k in _INPUT_KEYS}
         outs.update(summary or {})
-        outs.update(ready=ready >= slots, wait_seconds=waited)
+        outs.update(ready=ready >= slots and live, wait_seconds=waited)
+        if scale_set:
+            outs["session"] = session
         return outs
 
     @staticmethod
@@ -169,8 +230,8 @@ class RunnerPoolReadyProvider(ResourceProvider):
         return f"manager container {name} ({state}), last {LOG_LINES} log lines:\n{body}"
 
     def _not_ready_message(self, props: Mapping[str, Any], summary: Mapping[str, Any] | None, ready: int,
-                           timeout: float, last_error: Exception | None) -> str:
-        slots = int(props["slots"])
+                           timeout: float, last_error: Exception | None, session: str | None = None) -> str:
+        slots = wanted(props)
         s = dict(summary or {})
         counts = (f"{ready} of {slots} runners online"
                   + (f" ({s.get('online', 0)} online in total, {s.get('busy', 0)} busy, {s.get('offline', 0)} offline, "
@@ -179,6 +240,9 @@ class RunnerPoolReadyProvider(ResourceProvider):
             f"pool {props['pool']!r} on host {props['host']!r} ({host_desc(props)}) is not ready after "
             f"{timeout:g}s: {counts} with prefix {props['name_prefix']} and labels {', '.join(props.get('labels') or [])}"
         ]
+        if is_scale_set(props):
+            lines.append(f"scale set message session: {session or 'not reported'} (the manager's /healthz on port"
+                         f" {props.get('metrics_port')}; ready needs {SESSION_LIVE!r})")
         if last_error is not None:
             lines.append(f"last GitHub error: {type(last_error).__name__}: {last_error}")
         lines.append(self._manager_tail(props))
@@ -198,6 +262,15 @@ class RunnerPoolReadyProvider(ResourceProvider):
         if not is_unknown(labels) and (not isinstance(labels, list) or not labels
                                        or any(not isinstance(x, str) or not x for x in labels)):
             failures.append(CheckFailure("labels", "expected a non-empty list of runner labels"))
+        if news.get("scaling") not in (None, "fixed", "scale_set"):
+            failures.append(CheckFailure("scaling", "scaling must be fixed or scale_set"))
+        if is_scale_set(news):
+            mr = news.get("min_runners")
+            if not is_unknown(mr) and (isinstance(mr, bool) or not isinstance(mr, int) or mr < 0):
+                failures.append(CheckFailure("min_runners", "min_runners must be a whole number >= 0"))
+            mp = news.get("metrics_port")
+            if not is_unknown(mp) and (isinstance(mp, bool) or not isinstance(mp, int) or not 0 < mp < 65536):
+                failures.append(CheckFailure("metrics_port", "metrics_port must be the manager's port (1-65535)"))
         rt = news.get("ready_timeout")
         if not is_unknown(rt) and (isinstance(rt, bool) or not isinstance(rt, (int, float)) or rt < 0):
             failures.append(CheckFailure("ready_timeout", "ready_timeout must be a number of seconds >= 0"))
@@ -217,7 +290,7 @@ class RunnerPoolReadyProvider(ResourceProvider):
         client = self._client(props)
         summary, ready = self._count(client, props)
         outs = dict(props)
-        outs.update(summary, ready=ready >= int(props["slots"]))
+        outs.update(summary, ready=ready >= wanted(props))
         return ReadResult(id_=id_, outs=outs)
 
     def delete(self, _id: str, _props: dict[str, Any]) -> None:
@@ -240,6 +313,10 @@ class RunnerPoolReadyArgs(TypedDict):
     manager_container_id: pulumi.Input[str]  # a new manager container makes it wait again
     spec_hash: pulumi.Input[str]  # so does a new pool spec (see spec_hash())
     docker: NotRequired[Mapping[str, Any]]  # host props, to read the manager's logs
+    # A scale-set pool only: wait for min_runners online and the manager's session (its /healthz on metrics_port).
+    scaling: NotRequired[str]
+    min_runners: NotRequired[pulumi.Input[int]]
+    metrics_port: NotRequired[pulumi.Input[int]]
 
 
 class RunnerPoolReady(Resource, module="ghr", name="RunnerPoolReady"):
@@ -276,6 +353,9 @@ class RunnerPoolReady(Resource, module="ghr", name="RunnerPoolReady"):
             "tls": docker.get("tls"),
             **{k: None for k in _COUNT_KEYS}, "ready": None, "wait_seconds": None,
         }
+        if args.get("scaling") == "scale_set":  # absent for a fixed pool: deployed stacks see no new inputs
+            props.update(scaling="scale_set", min_runners=args.get("min_runners", 0),
+                         metrics_port=args.get("metrics_port"), session=None)
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["tls"]))
         super().__init__(RunnerPoolReadyProvider(), resource_name, props, opts)
 
@@ -289,6 +369,6 @@ def summary_of(ready: RunnerPoolReady) -> pulumi.Output[dict[str, Any]]:
 
 
 __all__ = [
-    "DEFAULT_READY_TIMEOUT", "PoolNotReady", "RunnerPoolReady", "RunnerPoolReadyArgs", "RunnerPoolReadyProvider",
-    "ready_runners", "spec_hash", "summary_of",
+    "DEFAULT_READY_TIMEOUT", "SESSION_LIVE", "PoolNotReady", "RunnerPoolReady", "RunnerPoolReadyArgs", "RunnerPoolReadyProvider",
+    "is_scale_set", "ready_runners", "session_state", "spec_hash", "summary_of", "wanted",
 ]
