@@ -15,7 +15,7 @@ run once the manager has started:
 - ``read`` (``pulumi refresh``) counts again, so refresh shows drift.
 - A scale-set pool (``scaling: "scale_set"``) is ready when ``min_runners`` runners of its prefix are
   online (any labels: they are the scale set's) and its manager holds the scale set's message session:
-  ``session.state == "live"`` in the manager's ``/healthz`` (docs/design.md), read from inside the
+  ``scale_set.session == "live"`` in the manager's ``/healthz`` (docs/design.md), read from inside the
   manager container (``docker exec`` of its Python against ``127.0.0.1:<metrics_port>``), so it works
   for every host the program reaches. With ``min_runners: 0`` the session is all there is to wait for.
   The scale-set inputs are absent for a fixed pool, so stacks deployed before see no diff.
@@ -100,8 +100,10 @@ def wanted(props: Mapping[str, Any]) -> int:
 
 
 def session_state(healthz: Mapping[str, Any]) -> str | None:
-    """The message session's state in a manager's /healthz (``{"session": {"state": ...}}`` or a bare string)."""
-    session = healthz.get("session")
+    """The message session's state in a manager's /healthz: ``{"scale_set": {"session": "live", ...}}`` (the
+    manager's form), also read as a top-level ``session``, a string or ``{"state": ...}``."""
+    scale_set = healthz.get("scale_set")
+    session = scale_set.get("session") if isinstance(scale_set, Mapping) else healthz.get("session")
     if isinstance(session, Mapping):
         session = session.get("state")
     return session if isinstance(session, str) else None

@@ -143,6 +143,8 @@ def _provider(emu: Any) -> RunnerPoolReadyProvider:
 
 
 @pytest.mark.parametrize(("healthz", "state"), [
+    ({"state": "ok", "scale_set": {"session": "live", "scale_set_id": 7}}, "live"),
+    ({"scale_set": {"session": "conflict"}}, "conflict"), ({"scale_set": {}}, None),
     ({"session": {"state": "live", "scale_set_id": 7}}, "live"), ({"session": "connecting"}, "connecting"),
     ({"state": "ok"}, None), ({"session": {"scale_set_id": 7}}, None),
 ])
@@ -204,7 +206,7 @@ def _fake_docker(monkeypatch: pytest.MonkeyPatch, result: _Exec, seen: list[Any]
 
 
 @pytest.mark.parametrize(("result", "state"), [
-    (_Exec(0, json.dumps({"ok": True, "session": {"state": "live"}}).encode()), "live"),
+    (_Exec(0, json.dumps({"ok": True, "scale_set": {"session": "live", "scale_set_id": 7}}).encode()), "live"),
     (_Exec(0, b'{"ok": false, "state": "starting"}'), None),
     (_Exec(1, b"ConnectionRefusedError"), None),
     (_Exec(0, b"not json"), None),
