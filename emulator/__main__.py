@@ -30,11 +30,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--state-dir", default=None, help="where to write the demo App's private key")
     ap.add_argument("--json", action="store_true", help="print the banner as one JSON line")
     ap.add_argument("--log-level", default="INFO")
+    ap.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                    help="a run-time option (repeatable): " + ", ".join(Emulator.RUNTIME_OPTIONS))
     args = ap.parse_args(argv)
+    options: dict[str, object] = {}
+    for item in args.option:
+        name, sep, raw = item.partition("=")
+        if not sep or name not in Emulator.RUNTIME_OPTIONS:
+            ap.error(f"--option {item!r}: want NAME=VALUE with NAME one of {', '.join(Emulator.RUNTIME_OPTIONS)}")
+        try:
+            options[name] = raw.lower() in ("1", "true", "yes") if name == "jit_labels_read_only" else float(raw)
+        except ValueError:
+            ap.error(f"--option {item!r}: {name} takes a number of seconds")
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="ts=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
 
     emu = Emulator(args.host, args.port, admin_token=args.admin_token, public_url=args.public_url).start()
+    emu.set_options(**options)
     banner: dict[str, object] = {"url": emu.url, "api_url": emu.api_url, "admin_token": emu.admin_token,
                                  "download_url": emu.download_url(), "sha256": emu.tarball_sha256}
     if args.app_account:

@@ -548,6 +548,8 @@ def r_close(ctx: Ctx) -> Reply:
 
 
 def r_message(ctx: Ctx) -> Reply:
+    if ctx.method == "HEAD":  # a HEAD must not take (or wait for) a job
+        return Reply(204)
     try:
         wait = float(ctx.q("wait") or 20)
     except ValueError:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -414,8 +415,10 @@ class TestJitAndAgents:
 
 # ---- the stand-in runner takes the scale set's job ------------------------------------------------------
 def _start(runner_dir: Path, env: dict[str, str], jit: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([str(runner_dir / "run.sh"), "--jitconfig", jit], env=env, cwd=runner_dir,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    """run.sh --jitconfig, its output in runner_dir/run.log."""
+    with open(runner_dir / "run.log", "ab") as log:
+        return subprocess.Popen([str(runner_dir / "run.sh"), "--jitconfig", jit], env=env, cwd=runner_dir,
+                                stdout=log, stderr=subprocess.STDOUT)
 
 
 def test_standin_runner_takes_the_scale_sets_job(emu: Emulator, svc: Service, runner_dir: Path,
@@ -441,6 +444,7 @@ def test_standin_runner_takes_the_scale_sets_job(emu: Emulator, svc: Service, ru
             proc.kill()
             proc.wait()
     assert job["conclusion"] == "success" and "from-scale-set" in job["output"]
+    assert f"Runner scale set: {ss['id']}" in (runner_dir / "run.log").read_text()
     assert job["runner_id"] == rid and job["runner_name"] == "ss-runner-1"
     msgs = _drain(svc, sess)
     started = [m for m in msgs if m["messageType"] == "JobStarted"]
@@ -573,3 +577,10 @@ def test_request_log_names_actions_templates(emu: Emulator, svc: Service) -> Non
     assert counts["POST /_apis/runtime/runnerscalesets"] == 1
     assert counts["GET /_apis/runtime/runnerscalesets/{scale_set_id}"] == 1
     assert HTTP_TIMEOUT > 0
+
+
+def test_standalone_rejects_unknown_options() -> None:
+    """`python -m emulator --option NAME=VALUE` takes only the run-time options."""
+    res = subprocess.run([sys.executable, "-m", "emulator", "--option", "bogus=1"], capture_output=True, text=True,
+                         timeout=30, cwd=Path(__file__).resolve().parents[2])
+    assert res.returncode == 2 and "message_poll_wait" in res.stderr
