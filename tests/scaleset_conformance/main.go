@@ -164,7 +164,6 @@ type summary struct {
 type runner struct {
 	rec     runnerRecord
 	cmd     *exec.Cmd
-	exitAt  time.Time
 	exited  chan struct{}
 	logPath string
 }
@@ -203,7 +202,7 @@ func newScaler(o *options, c *scaleset.Client, scaleSetID int, logger *slog.Logg
 var _ listener.Scaler = (*scaler)(nil)
 var _ listener.MetricsRecorder = (*scaler)(nil)
 
-// live counts runners that still hold a slot: not done (JobCompleted) and not exited idle past the grace.
+// liveLocked counts the runners that hold a slot: every runner not retired by its JobCompleted.
 func (s *scaler) liveLocked() int {
 	n := 0
 	for _, r := range s.runners {
@@ -304,7 +303,6 @@ func (s *scaler) startRunnerLocked(ctx context.Context) error {
 		s.mu.Lock()
 		r.rec.Exited = true
 		r.rec.ExitCode = cmd.ProcessState.ExitCode()
-		r.exitAt = time.Now()
 		state := r.rec.State
 		s.mu.Unlock()
 		close(r.exited)
@@ -541,12 +539,8 @@ func run(o *options, logger *slog.Logger, sum *summary) (err error) {
 
 	labels := splitLabels(o.labels, o.name)
 	sum.Labels = labels
-	want := make([]scaleset.Label, 0, len(labels))
-	for _, l := range labels {
-		want = append(want, scaleset.Label{Name: l, Type: "System"})
-	}
 	created, err := client.CreateRunnerScaleSet(ctx, &scaleset.RunnerScaleSet{
-		Name: o.name, RunnerGroupID: runnerGroupID, Labels: want,
+		Name: o.name, RunnerGroupID: runnerGroupID, Labels: toLabels(labels),
 		RunnerSetting: scaleset.RunnerSetting{DisableUpdate: true},
 	})
 	if err != nil {
