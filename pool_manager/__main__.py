@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         event("credentials_refused", level=50, error=str(exc))
         return 2
 
-    from .manager import PoolManager
+    from .manager import make_manager
     from .metrics import Health, Metrics, serve
 
     metrics = Metrics(spec.pool)
@@ -102,9 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         credentials_digest = digest
         return client
 
-    manager = PoolManager(spec, github, metrics=metrics, health=health,
-                          spec_source=lambda: read_spec_file(args.spec, args.metrics_port),
-                          github_source=github_source)
+    manager = make_manager(spec, github, metrics=metrics, health=health,
+                           spec_source=lambda: read_spec_file(args.spec, args.metrics_port),
+                           github_source=github_source)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         event("signal", pool=spec.pool, signal=signal.Signals(signum).name)

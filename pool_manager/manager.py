@@ -45,7 +45,7 @@ from .credentials import CredentialsError
 from .metrics import Health, Metrics
 from .spec import PoolSpec, SpecError, load_spec
 
-__all__ = ["PoolManager", "PoolError"]
+__all__ = ["PoolManager", "PoolError", "make_manager"]
 
 _ALPHABET = string.ascii_lowercase + string.digits
 _Box = Box  # the name before the split into modules
@@ -337,18 +337,23 @@ class PoolManager:
                 event("cache_volume_created", pool=self.spec.pool, volume=vol.source)
             self._caches_ready.add(vol.source)
 
-    def _start_runner(self, slot: int, group_id: int) -> None:
-        name = f"{self.spec.name_prefix}-{slot}-{''.join(secrets.choice(_ALPHABET) for _ in range(6))}"
+    def _mint(self, name: str, group_id: int) -> tuple[int, str]:
+        """Register a just-in-time runner: (its id, its encoded JIT config). A scale-set pool mints in its scale set."""
         jit = self.github.generate_jitconfig(name, list(self.spec.labels), runner_group_id=group_id)
+        return jit.runner.id, jit.encoded_jit_config
+
+    def _start_runner(self, slot: int, group_id: int) -> str:
+        """Start one runner in `slot`; returns its name."""
+        name = f"{self.spec.name_prefix}-{slot}-{''.join(secrets.choice(_ALPHABET) for _ in range(6))}"
+        runner_id, encoded_jit_config = self._mint(name, group_id)
         self._minted[name] = time.time()
-        runner_id = jit.runner.id
         container_id: str | None = None
         try:
             dc = self._docker()
             kwargs = C.create_kwargs(self.spec, slot=slot, runner_name=name, runner_id=runner_id)
             container = dc.containers.create(**kwargs)
             container_id = container.id
-            container.put_archive(C.JIT_DIR, C.jit_archive(jit.encoded_jit_config))
+            container.put_archive(C.JIT_DIR, C.jit_archive(encoded_jit_config))
             container.start()
         except Exception as exc:
             # Undo: no container without a registration, no registration without a container.
@@ -365,6 +370,7 @@ class PoolManager:
         self.metrics.starts.inc()
         event("runner_started", pool=self.spec.pool, slot=slot, runner=name, runner_id=runner_id,
               container=(container_id or "")[:12])
+        return name
 
     def _report(self, boxes: list[Box], registrations: dict[str, Runner]) -> None:
         idle = busy = starting = 0
@@ -384,6 +390,10 @@ class PoolManager:
         cutoff = time.time() - 10 * self.orphan_grace
         for name in [n for n, t in self._minted.items() if t < cutoff]:
             del self._minted[name]
+
+    def _full_interval(self) -> float:
+        """Seconds between full passes (registrations listed and compared)."""
+        return self.spec.reconcile_interval
 
     # -- failure handling -----------------------------------------------------------
 
@@ -538,7 +548,7 @@ class PoolManager:
                 else:
                     self._succeeded()
                     if full:
-                        next_full = time.monotonic() + self.spec.reconcile_interval
+                        next_full = time.monotonic() + self._full_interval()
             # Sleep until the next full pass (or the end of the backoff, or the next recovery probe);
             # a container's death wakes us earlier for a fast pass, but never before the backoff has run out.
             until = max(not_before, next_full)
@@ -568,6 +578,15 @@ class PoolManager:
         """Wait `seconds`, or less if a container dies or a signal comes (`wake`)."""
         self._wake.wait(seconds)
         self._wake.clear()
+
+
+def make_manager(spec: PoolSpec, github: GitHubClient, **kwargs: Any) -> PoolManager:
+    """The manager for `spec`: a fixed pool's `PoolManager`, or a scale-set pool's `ScaleSetManager` (`_scaleset`)."""
+    if spec.scale_set:
+        from ._scaleset import ScaleSetManager
+
+        return ScaleSetManager(spec, github, **kwargs)
+    return PoolManager(spec, github, **kwargs)
 
 
 def _check_runtime(dc: docker.DockerClient, spec: PoolSpec) -> None:

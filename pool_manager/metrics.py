@@ -20,7 +20,7 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-__all__ = ["Health", "Metrics", "serve", "status_class"]
+__all__ = ["Health", "Metrics", "ScaleSetMetrics", "serve", "status_class"]
 
 SLOW_CALL = 2.0  # seconds: an API answer slower than this makes the manager `degraded`
 FAULTS = ("secondary", "primary", "5xx", "connection")
@@ -103,6 +103,37 @@ class Metrics:
             return None
 
 
+class ScaleSetMetrics:
+    """A scale-set pool's own series, in the manager's registry (a fixed pool has none of them)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        r = metrics.registry
+        self.jobs = Gauge("ghr_scaleset_jobs", "The scale set's jobs by the last statistics: assigned (waiting +"
+                          " running), running, available, acquired.", ["state"], registry=r)
+        self.runners = Gauge("ghr_scaleset_runners", "The scale set's runners by the last statistics: registered,"
+                             " busy, idle.", ["state"], registry=r)
+        self.desired = Gauge("ghr_scaleset_desired_runners", "Runners wanted: min(max_runners, min_runners +"
+                             " totalAssignedJobs).", registry=r)
+        self.capacity = Gauge("ghr_scaleset_max_capacity", "The max capacity last reported to GitHub"
+                              " (X-ScaleSetMaxCapacity).", registry=r)
+        self.session_up = Gauge("ghr_scaleset_session_up", "1 while the manager holds the scale set's message"
+                                " session.", registry=r)
+        self.reconnects = Counter("ghr_scaleset_session_reconnects", "Message-session reconnects after a failed"
+                                  " poll, by reason (error, session_lost, conflict).", ["reason"], registry=r)
+        self.messages = Counter("ghr_scaleset_messages_handled", "Job messages handled, by type (JobAvailable,"
+                                " JobAssigned, JobStarted, JobCompleted, unknown).", ["type"], registry=r)
+        self.batches = Counter("ghr_scaleset_queue_messages", "Queue messages acknowledged, by outcome (handled,"
+                               " redelivered, unreadable).", ["outcome"], registry=r)
+        self.latency = Histogram("ghr_scaleset_job_start_latency_seconds", "From a job's queue time to its"
+                                 " JobStarted on a runner of this pool.",
+                                 buckets=(0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0), registry=r)
+        for state in ("assigned", "running", "available", "acquired"):
+            self.jobs.labels(state=state).set(0)
+        for state in ("registered", "busy", "idle"):
+            self.runners.labels(state=state).set(0)
+        self.session_up.set(0)
+
+
 @dataclass
 class Health:
     """What `/healthz` reports. Written by the manager loop, read by the HTTP thread.
@@ -138,6 +169,7 @@ class Health:
     spec_reload_error: str | None = None
     spec_reload_failed_at: float | None = None
     spec_reloaded_at: float | None = None
+    scale_set: dict[str, Any] | None = None  # a scale-set pool's session and demand (left out for a fixed pool)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def update(self, **values: Any) -> None:
@@ -156,7 +188,12 @@ class Health:
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
-            return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+            snap = {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+        if snap["scale_set"] is None:
+            del snap["scale_set"]
+        else:
+            snap["scale_set"] = dict(snap["scale_set"])
+        return snap
 
 
 def serve(metrics: Metrics, health: Health, port: int, host: str = "0.0.0.0") -> ThreadingHTTPServer:

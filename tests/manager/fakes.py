@@ -7,25 +7,41 @@ with exactly the SDK surface the manager uses (`ping`, `info`, `api.containers`,
 `FakeGitHub` stands in for `github_client.GitHubClient` (`scope`, `generate_jitconfig`,
 `list_runners`, `delete_runner`, `find_runner_group`). A started runner container comes online
 on the fake GitHub, as the real runner does; `finish_job` and `kill` end it the two usual ways.
+`FakeScaleSets` stands in for `github_client.ScaleSetClient` (a scale-set pool's Actions service: scale
+sets, one message session, the queue with its statistics, acquire, JIT runners, agents), its runners
+being the fake GitHub's registrations; `FakeMessageSession` for `MessageSession`.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import queue
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
 import requests
 from docker.errors import ImageNotFound, NotFound
 
-from github_client import GitHubError, JitConfig, Runner, RunnerGroup, Unprocessable
+from github_client import Conflict, GitHubError, JitConfig, Runner, RunnerGroup, Unprocessable
 from github_client import NotFound as GhNotFound
+from github_client._scaleset import (
+    JobStillRunning,
+    MessageBatch,
+    RunnerReference,
+    ScaleSet,
+    ScaleSetJitConfig,
+    Session,
+    SessionConflict,
+    Statistics,
+    parse_message_batch,
+)
 
-__all__ = ["EngineDown", "FakeEngine", "FakeGitHub"]
+__all__ = ["EngineDown", "FakeEngine", "FakeGitHub", "FakeMessageSession", "FakeScaleSets"]
 
 
 # -- GitHub ---------------------------------------------------------------------------------
@@ -351,3 +367,252 @@ class FakeEngine:
 
     def running(self) -> list[_Container]:
         return [c for c in self.containers.values() if c.state == "running"]
+
+
+# -- the Actions service (runner scale sets) ---------------------------------------------------
+
+
+@dataclass
+class _FakeJob:
+    request_id: int
+    state: str = "available"  # available | acquired | running | done
+    runner: str = ""
+    queued_at: float = field(default_factory=time.time)
+
+
+class FakeMessageSession:
+    """`github_client.MessageSession` over `FakeScaleSets`: no long poll (an empty queue answers None at once)."""
+
+    def __init__(self, fake: FakeScaleSets, scale_set_id: int, session_id: str) -> None:
+        self.fake = fake
+        self.scale_set_id = scale_set_id
+        self.session = Session(session_id, "owner", None, "https://pipelines.example/queue", "queue-token",
+                               fake.statistics())
+        self.capacities: list[int] = []
+
+    @property
+    def statistics(self) -> Statistics:
+        return self.session.statistics or Statistics()
+
+    def get_message(self, last_message_id: int = 0, max_capacity: int = 0, wait: float | None = None) -> MessageBatch | None:
+        self.fake._call("get_message")
+        self.fake._check_session(self.session.session_id)
+        self.capacities.append(max_capacity)
+        self.fake.capacity = max_capacity
+        return self.fake._next_message(self.session.session_id, last_message_id)
+
+    def delete_message(self, message_id: int) -> None:
+        self.fake._call("delete_message")
+        self.fake._check_session(self.session.session_id)
+        self.fake.queue.pop(message_id, None)
+        self.fake.acked.append(message_id)
+
+    def acquire_jobs(self, runner_request_ids: list[int]) -> list[int]:
+        self.fake._call("acquire_jobs")
+        got = []
+        for rid in runner_request_ids:
+            job = self.fake.jobs.get(rid)
+            if job is not None and job.state in ("available", "acquired"):
+                if job.state == "available":
+                    job.state = "acquired"
+                    self.fake.post("JobAssigned", job)
+                got.append(rid)
+        return got
+
+    def close(self) -> None:
+        self.fake.delete_session(self.scale_set_id, self.session.session_id, missing_ok=True)
+
+
+class FakeScaleSets:
+    """`github_client.ScaleSetClient` in memory, on top of a `FakeGitHub` (its runners are the registrations).
+
+    Jobs: `enqueue` offers jobs (JobAvailable); the manager acquires them (JobAssigned); `start_job` puts
+    one on a runner (JobStarted, registration busy); `complete_job` ends it (JobCompleted, registration
+    gone). The statistics, as GitHub computes them, ride on every queue message. `fail_next` makes calls
+    raise; `inject` queues a raw queue message (parsed by the real client's parser)."""
+
+    def __init__(self, github: FakeGitHub) -> None:
+        self.github = github
+        self.calls: Counter[str] = Counter()
+        self.scale_sets: dict[int, ScaleSet] = {}
+        self.sessions: dict[str, int] = {}  # live session id -> scale set id
+        self.deleted_sessions: list[str] = []
+        self.jobs: dict[int, _FakeJob] = {}
+        self.pending: list[dict[str, Any]] = []  # job messages not yet in a queue message
+        self.queue: dict[int, tuple[dict[str, Any], str | None]] = {}  # unacknowledged: id -> (raw, delivered to)
+        self.acked: list[int] = []
+        self.capacity: int | None = None
+        self._ids = itertools.count(1)
+        self._failures: dict[str, list[Exception]] = {}
+
+    # -- control -------------------------------------------------------------------------
+    def fail_next(self, call: str, n: int = 1, exc: Exception | None = None) -> None:
+        self._failures.setdefault(call, []).extend([exc or GitHubError("GitHub answered 502", status=502)] * n)
+
+    def _call(self, name: str) -> None:
+        self.calls[name] += 1
+        failures = self._failures.get(name)
+        if failures:
+            raise failures.pop(0)
+
+    def _check_session(self, session_id: str) -> None:
+        if session_id not in self.sessions:
+            raise GhNotFound("the session is gone (expired or deleted); create a new one", status=404)
+
+    def statistics(self) -> Statistics:
+        live = [j for j in self.jobs.values() if j.state != "done"]
+        names = {r.name for r in self.github.runners.values()}
+        busy = sum(1 for r in self.github.runners.values() if r.busy)
+        return Statistics(total_available_jobs=sum(1 for j in live if j.state == "available"),
+                          total_acquired_jobs=sum(1 for j in live if j.state == "acquired"),
+                          total_assigned_jobs=len(live),
+                          total_running_jobs=sum(1 for j in live if j.state == "running"),
+                          total_registered_runners=len(names), total_busy_runners=busy,
+                          total_idle_runners=len(names) - busy)
+
+    def post(self, kind: str, job: _FakeJob, **extra: Any) -> None:
+        self.pending.append({"messageType": kind, "runnerRequestId": job.request_id, "jobId": f"job-{job.request_id}",
+                             "jobDisplayName": f"job {job.request_id}", "requestLabels": ["self-hosted"],
+                             "queueTime": _iso(job.queued_at), **extra})
+
+    def enqueue(self, n: int = 1) -> list[int]:
+        ids = []
+        for _ in range(n):
+            job = _FakeJob(next(self._ids))
+            self.jobs[job.request_id] = job
+            self.post("JobAvailable", job, acquireJobUrl="https://pipelines.example/acquirejobs")
+            ids.append(job.request_id)
+        return ids
+
+    def start_job(self, runner_name: str, request_id: int | None = None) -> int:
+        job = self.jobs[request_id] if request_id is not None else next(
+            j for j in self.jobs.values() if j.state == "acquired")
+        job.state, job.runner = "running", runner_name
+        self.github.set(runner_name, busy=True)
+        reg = self.github.by_name(runner_name)
+        self.post("JobStarted", job, runnerId=reg.id if reg else 0, runnerName=runner_name,
+                  runnerAssignTime=_iso(time.time()))
+        return job.request_id
+
+    def complete_job(self, runner_name: str, result: str = "succeeded") -> None:
+        job = next(j for j in self.jobs.values() if j.runner == runner_name and j.state == "running")
+        job.state = "done"
+        reg = self.github.by_name(runner_name)
+        if reg is not None:
+            del self.github.runners[reg.id]
+        self.post("JobCompleted", job, result=result, runnerId=reg.id if reg else 0, runnerName=runner_name)
+
+    def cancel_offer(self, request_id: int) -> None:
+        """An offer nobody acquired in time: JobCompleted(canceled) without a runner; offered again."""
+        job = self.jobs[request_id]
+        self.post("JobCompleted", job, result="canceled", runnerId=0, runnerName="")
+        job.state = "available"
+        self.post("JobAvailable", job)
+
+    def inject(self, raw: dict[str, Any]) -> int:
+        """A raw queue message (messageType, body, statistics) as the wire carries it; returns its id."""
+        mid = next(self._ids)
+        self.queue[mid] = ({"messageId": mid, **raw}, None)
+        return mid
+
+    def expire_sessions(self) -> None:
+        self.sessions.clear()
+
+    def _next_message(self, session_id: str, last_id: int) -> MessageBatch | None:
+        for mid, (raw, delivered) in sorted(self.queue.items()):
+            if mid > last_id or delivered != session_id:
+                self.queue[mid] = (raw, session_id)
+                return parse_message_batch({**raw, "statistics": _stats_json(self.statistics())})
+        if not self.pending:
+            return None
+        batch, self.pending = self.pending[:50], self.pending[50:]
+        mid = next(self._ids)
+        raw = {"messageId": mid, "messageType": "RunnerScaleSetJobMessages", "body": json.dumps(batch)}
+        self.queue[mid] = (raw, session_id)
+        return parse_message_batch({**raw, "statistics": _stats_json(self.statistics())})
+
+    # -- the ScaleSetClient surface the manager uses ----------------------------------------
+    def get_runner_group(self, name: str) -> RunnerGroup:
+        self._call("get_runner_group")
+        return RunnerGroup(self.github.groups[name], name, name == "Default")
+
+    def get_scale_set(self, scale_set_id: int) -> ScaleSet:
+        self._call("get_scale_set")
+        if scale_set_id not in self.scale_sets:
+            raise GhNotFound(f"scale set {scale_set_id} does not exist", status=404)
+        return self.scale_sets[scale_set_id]
+
+    def get_scale_set_by_name(self, name: str, runner_group_id: int = 1) -> ScaleSet | None:
+        self._call("get_scale_set_by_name")
+        return next((s for s in self.scale_sets.values() if s.name == name and s.runner_group_id == runner_group_id),
+                    None)
+
+    def create_scale_set(self, name: str, *, runner_group_id: int = 1, labels: Any = ()) -> ScaleSet:
+        self._call("create_scale_set")
+        ss = ScaleSet(next(self._ids), name, runner_group_id, None, tuple(labels))
+        self.scale_sets[ss.id] = ss
+        return ss
+
+    def update_scale_set(self, scale_set_id: int, *, labels: Any = None, runner_group_id: int | None = None) -> ScaleSet:
+        self._call("update_scale_set")
+        ss = self.scale_sets[scale_set_id]
+        ss = replace(ss, labels=tuple(labels) if labels is not None else ss.labels,
+                     runner_group_id=runner_group_id if runner_group_id is not None else ss.runner_group_id)
+        self.scale_sets[scale_set_id] = ss
+        return ss
+
+    def delete_scale_set(self, scale_set_id: int, *, missing_ok: bool = False) -> bool:
+        self._call("delete_scale_set")
+        return self.scale_sets.pop(scale_set_id, None) is not None
+
+    def open_session(self, scale_set_id: int, owner: str, *, conflict_wait: float = 0.0) -> FakeMessageSession:
+        self._call("create_session")
+        if scale_set_id in self.sessions.values():
+            raise SessionConflict("another session is open on this scale set (409)", status=409)
+        sid = f"session-{next(self._ids)}"
+        self.sessions[sid] = scale_set_id
+        return FakeMessageSession(self, scale_set_id, sid)
+
+    def delete_session(self, scale_set_id: int, session_id: str, *, missing_ok: bool = True) -> bool:
+        self._call("delete_session")
+        if self.sessions.pop(session_id, None) is None:
+            if missing_ok:
+                return False
+            raise GhNotFound("no such session", status=404)
+        self.deleted_sessions.append(session_id)
+        for mid, (raw, delivered) in list(self.queue.items()):
+            if delivered == session_id:
+                self.queue[mid] = (raw, None)  # unacknowledged: delivered again to the next session
+        return True
+
+    def generate_jitconfig(self, scale_set_id: int, name: str, work_folder: str = "_work") -> ScaleSetJitConfig:
+        self._call("generate_jitconfig")
+        if self.github.by_name(name) is not None:
+            raise Conflict(f"a runner named {name} exists", status=409)
+        runner = Runner(next(self.github._ids), name, "linux", "offline", False,
+                        list(self.scale_sets[scale_set_id].labels), 1, True)
+        self.github.runners[runner.id] = runner
+        return ScaleSetJitConfig(RunnerReference(runner.id, name, scale_set_id), f"ssjit-{name}")
+
+    def delete_agent(self, agent_id: int, *, missing_ok: bool = False) -> bool:
+        self._call("delete_agent")
+        runner = self.github.runners.get(agent_id)
+        if runner is None:
+            if missing_ok:
+                return False
+            raise GhNotFound(f"runner {agent_id} not found", status=404)
+        if runner.busy:
+            raise JobStillRunning(f"the runner {runner.name} is still running a job", status=400)
+        del self.github.runners[agent_id]
+        return True
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _stats_json(s: Statistics) -> dict[str, int]:
+    return {"totalAvailableJobs": s.total_available_jobs, "totalAcquiredJobs": s.total_acquired_jobs,
+            "totalAssignedJobs": s.total_assigned_jobs, "totalRunningJobs": s.total_running_jobs,
+            "totalRegisteredRunners": s.total_registered_runners, "totalBusyRunners": s.total_busy_runners,
+            "totalIdleRunners": s.total_idle_runners}
