@@ -90,6 +90,10 @@ def spec_hash(spec_json: str) -> str:
     return hashlib.sha256(spec_json.encode()).hexdigest()
 
 
+def _whole(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and float(value).is_integer()
+
+
 def is_scale_set(props: Mapping[str, Any]) -> bool:
     return props.get("scaling") == "scale_set"
 
@@ -267,11 +271,12 @@ class RunnerPoolReadyProvider(ResourceProvider):
         if news.get("scaling") not in (None, "fixed", "scale_set"):
             failures.append(CheckFailure("scaling", "scaling must be fixed or scale_set"))
         if is_scale_set(news):
-            mr = news.get("min_runners")
-            if not is_unknown(mr) and (isinstance(mr, bool) or not isinstance(mr, int) or mr < 0):
+            # Numbers cross the engine as floats (0.0): whole ones are fine.
+            mr: Any = news.get("min_runners")
+            if not is_unknown(mr) and not (_whole(mr) and mr >= 0):
                 failures.append(CheckFailure("min_runners", "min_runners must be a whole number >= 0"))
-            mp = news.get("metrics_port")
-            if not is_unknown(mp) and (isinstance(mp, bool) or not isinstance(mp, int) or not 0 < mp < 65536):
+            mp: Any = news.get("metrics_port")
+            if not is_unknown(mp) and not (_whole(mp) and 0 < mp < 65536):
                 failures.append(CheckFailure("metrics_port", "metrics_port must be the manager's port (1-65535)"))
         rt = news.get("ready_timeout")
         if not is_unknown(rt) and (isinstance(rt, bool) or not isinstance(rt, (int, float)) or rt < 0):

@@ -152,6 +152,17 @@ def test_session_state_of_healthz(healthz: dict[str, Any], state: str | None) ->
     assert session_state(healthz) == state
 
 
+@pytest.mark.parametrize(("over", "ok"), [
+    ({"min_runners": 0.0, "metrics_port": 9101.0}, True), ({"min_runners": 2}, True),
+    ({"min_runners": -1}, False), ({"min_runners": 1.5}, False), ({"metrics_port": 0}, False),
+    ({"scaling": "auto"}, False),
+])
+def test_check_takes_numbers_as_the_engine_sends_them(over: dict[str, Any], ok: bool) -> None:
+    """Whole numbers arrive as floats through the engine (0.0): accepted; others are named."""
+    failures = RunnerPoolReadyProvider().check({}, _ready_props("https://github.com/acme", **over)).failures
+    assert (not failures) is ok, failures
+
+
 def test_wanted_is_min_runners_for_a_scale_set() -> None:
     assert wanted(_ready_props("x", min_runners=0)) == 0 and wanted(_ready_props("x", min_runners=2)) == 2
     assert wanted({**_ready_props("x"), "scaling": None}) == 4
