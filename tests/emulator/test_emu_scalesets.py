@@ -584,3 +584,41 @@ def test_standalone_rejects_unknown_options() -> None:
     res = subprocess.run([sys.executable, "-m", "emulator", "--option", "bogus=1"], capture_output=True, text=True,
                          timeout=30, cwd=Path(__file__).resolve().parents[2])
     assert res.returncode == 2 and "message_poll_wait" in res.stderr
+
+
+def test_enterprise_scale_set_takes_linked_orgs_jobs(api: Api, emu: Emulator) -> None:
+    """An enterprise scale set is offered the jobs of repos in orgs linked to the enterprise, not others."""
+    emu.link_org("bigco", "acme")
+    ent = Service(api, "enterprises/bigco")
+    ss = ent.create("ent-ss")
+    sess = ent.session(ss["id"])
+    assert ent.poll(sess).status_code == 202
+    emu.enqueue_job("other/repo", ["ent-ss"], "true")
+    jid = emu.enqueue_job("acme/widgets", ["ent-ss"], "true")
+    msgs = _drain(ent, sess)
+    assert [m["workflowRunId"] for m in msgs] == [jid]
+
+
+def test_expired_session_loses_its_queue(emu: Emulator, svc: Service) -> None:
+    """Once a silent session has expired its queue token answers 401 and refresh answers 404."""
+    ss = svc.create("quiet")
+    sess = svc.session(ss["id"])
+    emu.advance_clock(121)
+    assert svc.poll(sess).status_code == 401
+    assert svc("PATCH", f"{SS}/{ss['id']}/sessions/{sess['sessionId']}").status_code == 404
+
+
+def test_scale_set_runner_in_the_rest_list(api: Api, svc: Service) -> None:
+    """A scale set's JIT runner is a runner of the scope: REST lists it, ephemeral, labels read-only."""
+    ss = svc.create("listed", ["listed", "cpu"])
+    rid = svc.jit(ss["id"], "listed-1").json()["runner"]["id"]
+    got = api.get(f"/orgs/acme/actions/runners/{rid}").json()
+    assert got["name"] == "listed-1" and got["ephemeral"] is True and got["status"] == "offline"
+    assert {(lb["name"], lb["type"]) for lb in got["labels"]} == {("listed", "read-only"), ("cpu", "read-only")}
+
+
+def test_repo_scope_has_only_the_default_group(api: Api) -> None:
+    """A repository's Actions service knows one runner group, Default (id 1)."""
+    repo = Service(api, "acme/widgets")
+    body = repo("GET", "_apis/runtime/runnergroups/").json()
+    assert [(g["id"], g["name"]) for g in body["value"]] == [(1, "Default")]
