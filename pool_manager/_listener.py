@@ -251,6 +251,8 @@ class Listener:
         except (NotFound, BadCredentials) as exc:  # the session is gone (expired, deleted): a new one
             with self._lock:
                 self.session = None
+            if self._closing.is_set():
+                return 0.0
             return self._trouble("error", "session_lost", classify(exc)[1])
         except Exception as exc:  # 5xx, dropped connections, anything: poll again after the backoff
             if self._closing.is_set():

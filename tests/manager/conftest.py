@@ -116,6 +116,13 @@ def new_spec(emulator: Any, docker_client: docker.DockerClient, runner_image: st
                     gh.delete_runner(r.id, missing_ok=True)
                 except Exception:
                     pass
+        if spec.get("scaling") == "scale_set":  # the scale set the manager made for the pool (and its session)
+            from github_client._scaleset import ScaleSetClient
+
+            scalesets = ScaleSetClient(gh)
+            found = scalesets.get_scale_set_by_name(spec.get("scale_set_name") or spec["name_prefix"])
+            if found is not None:
+                scalesets.delete_scale_set(found.id, missing_ok=True)
 
 
 # Tests that take any of these fixtures need the Docker engine: marked `docker`, so that

@@ -46,6 +46,19 @@ def pool_containers(client: docker.DockerClient, spec: dict[str, Any], all: bool
     return client.api.containers(all=all, filters=filters)
 
 
+def scale_set_of(emulator: Any, spec: dict[str, Any]) -> dict[str, Any] | None:
+    """The emulator's view of a scale-set pool's scale set (with `sessions`, `max_capacity`), or None."""
+    name = spec.get("scale_set_name") or spec["name_prefix"]
+    return next((s for s in emulator.scale_sets() if s["name"] == name), None)
+
+
+def live_sessions(emulator: Any, spec: dict[str, Any]) -> list[dict[str, Any]]:
+    ss = scale_set_of(emulator, spec)
+    if ss is None:
+        return []
+    return [s for s in emulator.scale_set_sessions() if s["scaleSetId"] == ss["id"] and s["live"]]
+
+
 def pool_runners(emulator: Any, spec: dict[str, Any]) -> list[dict[str, Any]]:
     prefix = spec["name_prefix"] + "-"
     return [r for r in emulator.runners() if r["name"].startswith(prefix)]
@@ -68,13 +81,13 @@ class InProcessManager:
         from github_client import PatAuth
         from pool_manager import load_spec
         from pool_manager.__main__ import build_github_client
-        from pool_manager.manager import PoolManager
+        from pool_manager.manager import make_manager
         from pool_manager.metrics import Metrics
 
         self.spec = load_spec(spec)
         self.metrics = Metrics(self.spec.pool)
         github = build_github_client(self.spec, PatAuth(token or emulator.admin_token), self.metrics)
-        self.manager = PoolManager(self.spec, github, metrics=self.metrics, orphan_grace=orphan_grace, **options)
+        self.manager = make_manager(self.spec, github, metrics=self.metrics, orphan_grace=orphan_grace, **options)
         self.code: int | None = None
         self.thread = threading.Thread(target=self._run, name=f"manager-{self.spec.stack}", daemon=True)
 
