@@ -201,6 +201,21 @@ class Emulator:
         """Message sessions: `{sessionId, scaleSetId, ownerName, live, polling}`."""
         return self.scalesets.session_snapshot()
 
+    def end_scale_set_sessions(self, scale_set_id: int | None = None) -> int:
+        """Drop message sessions (all, or one scale set's): their queue tokens answer 401, refreshing them 404,
+        and a new session can be created at once. Returns how many were dropped."""
+        return self.scalesets.end_sessions(scale_set_id)
+
+    def expire_queue_tokens(self, scale_set_id: int | None = None) -> int:
+        """Expire the message-queue tokens now (sessions stay): the next queue call gets 401 until the session
+        is refreshed (PATCH). Returns how many."""
+        return self.scalesets.expire_queue_tokens(scale_set_id)
+
+    def expire_admin_tokens(self) -> int:
+        """Expire every Actions-service admin token (runner-registration JWT) now: 401 until a client gets a
+        new one. Returns how many."""
+        return self.state.expire_tokens(("runner_admin",))
+
     def options(self) -> dict[str, Any]:
         """The options `set_options` can change, with their current values."""
         return {name: getattr(self.state.opts, name) for name in self.RUNTIME_OPTIONS}

@@ -510,6 +510,30 @@ def c_scale_set_sessions(ctx: Ctx) -> Reply:
     return Reply(200, {"sessions": _emu(ctx).scalesets.session_snapshot()})
 
 
+def _opt_set_id(ctx: Ctx) -> int | None:
+    raw = ctx.q("scale_set_id")
+    try:
+        return int(raw) if raw else None
+    except ValueError:
+        raise ApiError(422, "scale_set_id must be an integer", DOCS) from None
+
+
+def c_end_sessions(ctx: Ctx) -> Reply:
+    return Reply(200, {"ended": _emu(ctx).end_scale_set_sessions(_opt_set_id(ctx))})
+
+
+def c_expire_tokens(ctx: Ctx) -> Reply:
+    b = _control_body(ctx)
+    kind = b.get("kind")
+    if kind == "queue":
+        n = _emu(ctx).expire_queue_tokens(_opt_set_id(ctx))
+    elif kind == "admin":
+        n = _emu(ctx).expire_admin_tokens()
+    else:
+        raise ApiError(422, 'kind must be "queue" or "admin"', DOCS)
+    return Reply(200, {"expired": n})
+
+
 def c_options(ctx: Ctx) -> Reply:
     return Reply(200, _emu(ctx).options())
 
@@ -628,6 +652,8 @@ def build_routes() -> list[Route]:
         ("POST", "/_emulator/clock", c_clock, "control"),
         ("GET", "/_emulator/scalesets", c_scale_sets, "control"),
         ("GET", "/_emulator/scaleset-sessions", c_scale_set_sessions, "control"),
+        ("DELETE", "/_emulator/scaleset-sessions", c_end_sessions, "control"),
+        ("POST", "/_emulator/scaleset-tokens/expire", c_expire_tokens, "control"),
         ("GET", "/_emulator/options", c_options, "control"),
         ("PATCH", "/_emulator/options", c_set_options, "control"),
         ("POST", "/_emulator/runner/sessions", r_open, "runner"),

@@ -539,6 +539,25 @@ class ScaleSets(StateHooks):
                 out.append(d)
             return out
 
+    def end_sessions(self, scale_set_id: int | None = None) -> int:
+        """Drop message sessions (all, or one scale set's), as GitHub does with a stale one; returns how many."""
+        with self.s.cond:
+            gone = [x for x in self.sessions.values() if scale_set_id is None or x.scale_set_id == scale_set_id]
+            for sess in gone:
+                self._drop_session(sess)
+            return len(gone)
+
+    def expire_queue_tokens(self, scale_set_id: int | None = None) -> int:
+        """Make current queue tokens expire now (the next queue call gets 401); returns how many."""
+        with self.s.cond:
+            now, n = self.s.now(), 0
+            for tok, (sid, _) in list(self.queue_tokens.items()):
+                sess = self.sessions.get(sid)
+                if scale_set_id is None or (sess is not None and sess.scale_set_id == scale_set_id):
+                    self.queue_tokens[tok] = (sid, now)
+                    n += 1
+            return n
+
     def session_snapshot(self) -> list[dict[str, Any]]:
         with self.s.cond:
             return [{"sessionId": x.id, "scaleSetId": x.scale_set_id, "ownerName": x.owner,

@@ -313,6 +313,14 @@ class State:
             self.tokens[token] = ScopedToken(kind, key, expires)
             return token, expires
 
+    def expire_tokens(self, kinds: tuple[str, ...]) -> int:
+        """Make every token of these kinds expire now; returns how many."""
+        with self.cond:
+            gone = [tok for tok, t in self.tokens.items() if t.kind in kinds]
+            for tok in gone:
+                del self.tokens[tok]
+            return len(gone)
+
     def check_token(self, token: str, kinds: tuple[str, ...]) -> ScopedToken | None:
         with self.cond:
             t = self.tokens.get(token)

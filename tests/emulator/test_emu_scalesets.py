@@ -622,3 +622,22 @@ def test_repo_scope_has_only_the_default_group(api: Api) -> None:
     repo = Service(api, "acme/widgets")
     body = repo("GET", "_apis/runtime/runnergroups/").json()
     assert [(g["id"], g["name"]) for g in body["value"]] == [(1, "Default")]
+
+
+def test_control_can_end_sessions_and_expire_tokens(api: Api, emu: Emulator, svc: Service) -> None:
+    """end_scale_set_sessions / expire_queue_tokens / expire_admin_tokens (and their control API) force the
+    paths a client must survive: 401 on the queue, refresh, a new session, a new admin token."""
+    ss = svc.create("forced")
+    sess = svc.session(ss["id"])
+    assert emu.expire_queue_tokens(ss["id"]) == 1
+    assert svc.poll(sess).status_code == 401
+    fresh = svc("PATCH", f"{SS}/{ss['id']}/sessions/{sess['sessionId']}").json()
+    assert svc.poll(fresh).status_code == 202
+    r = api.control("DELETE", f"/scaleset-sessions?scale_set_id={ss['id']}")
+    assert r.status_code == 200 and r.json() == {"ended": 1}
+    assert svc.poll(fresh).status_code == 401
+    assert svc.session(ss["id"])["sessionId"] != sess["sessionId"]
+    r = api.control("POST", "/scaleset-tokens/expire", json={"kind": "admin"})
+    assert r.status_code == 200 and r.json()["expired"] >= 1
+    assert svc("GET", SS).status_code == 401
+    assert Service(api)("GET", SS).status_code == 200
