@@ -15,7 +15,7 @@ An upload whose path lies in a bind mount is written through the container into 
 folder (created by the engine when the mount has ``create_source``), never into the container's
 writable layer: that is how a secret stays out of the engine's storage (a folder under the host's
 ``/dev/shm``). Delete removes such files from the host (a short-lived helper container of the same
-image, with the same mounts) after the container has stopped; the folder itself stays, empty.
+image, with the same mounts) after the container has stopped, then the ``create_source`` folder if empty.
 """
 
 from __future__ import annotations
@@ -400,7 +400,9 @@ def _remove_host_uploads(client: Any, container: Any, props: Mapping[str, Any]) 
 
     A helper container of the same image, with the same mounts (``volumes_from``), runs ``rm -f``:
     the engine may be remote, so its host's files are reached through it. Files already gone need
-    no helper, so a delete that failed here succeeds once they have been removed by hand.
+    no helper, so a delete that failed here succeeds once they have been removed by hand. Then the
+    ``create_source`` folders that held them are removed if empty (``rmdir``, through a mount of
+    their parent; best effort: a folder something else wrote into stays).
     """
     import docker.errors
 
@@ -410,17 +412,32 @@ def _remove_host_uploads(client: Any, container: Any, props: Mapping[str, Any]) 
     if not present:
         return
     name = props.get("name") or container.id[:12]
+    helper = {"image": container.attrs.get("Image") or props["image"], "command": [], "network_mode": "none",
+              "user": "0:0", "remove": True,
+              "labels": {MANAGED_LABEL: MANAGED_VALUE, "ghr.role": "cleanup", "ghr.cleanup-of": str(name)}}
     try:
-        client.containers.run(
-            container.attrs.get("Image") or props["image"], command=[], entrypoint=["rm", "-f", "--", *present],
-            volumes_from=[container.id], network_mode="none", user="0:0", remove=True,
-            labels={MANAGED_LABEL: MANAGED_VALUE, "ghr.role": "cleanup", "ghr.cleanup-of": str(name)},
-        )
+        client.containers.run(entrypoint=["rm", "-f", "--", *present], volumes_from=[container.id], **helper)
     except docker.errors.DockerException as exc:
         raise ContainerCleanupError(
             f"container {name!r} on {host_desc(props)} is stopped, but its files {', '.join(present)} (in a host "
             f"folder it mounts) could not be removed: {exc}. Remove them on the host, then run the delete again"
         ) from None
+    parents: dict[str, str] = {}
+    folders: list[str] = []
+    for m in plain(props.get("mounts") or []):
+        if not (isinstance(m, dict) and m.get("type", "bind") == "bind" and m.get("create_source")):
+            continue
+        target = posixpath.normpath(str(m.get("target") or "/")).rstrip("/") + "/"
+        parent, base = posixpath.split(posixpath.normpath(str(m["source"])))
+        if base and any(p.startswith(target) for p in present):
+            where = parents.setdefault(parent, f"/ghr-cleanup/{len(parents)}")
+            folders.append(f"{where}/{base}")
+    if folders:
+        try:
+            client.containers.run(entrypoint=["rmdir", "--", *folders],
+                                  volumes=[f"{parent}:{where}:rw" for parent, where in parents.items()], **helper)
+        except docker.errors.DockerException:
+            pass  # not empty (or gone): it stays, harmless
 
 
 class DockerContainerArgs(TypedDict):

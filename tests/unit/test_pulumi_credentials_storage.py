@@ -121,21 +121,24 @@ class _Container:
 
 
 class _Client:
-    def __init__(self, container: _Container, helper_error: Exception | None = None) -> None:
+    def __init__(self, container: _Container, helper_error: Exception | None = None,
+                 rmdir_error: Exception | None = None) -> None:
         self.container = container
-        self.helper_error = helper_error
+        self.errors = {"rm": helper_error, "rmdir": rmdir_error}
         self.runs: list[dict[str, Any]] = []
         self.containers = self
 
     def get(self, _id: str) -> _Container:
         return self.container
 
-    def run(self, image: str, **kwargs: Any) -> bytes:
-        self.container.calls.append("helper")
-        self.runs.append({"image": image, **kwargs})
-        if self.helper_error:
-            raise self.helper_error
-        self.container.files -= set(kwargs["entrypoint"][3:])
+    def run(self, **kwargs: Any) -> bytes:
+        command = kwargs["entrypoint"][0]
+        self.container.calls.append(command)
+        self.runs.append(kwargs)
+        if self.errors[command]:
+            raise self.errors[command]
+        if command == "rm":
+            self.container.files -= set(kwargs["entrypoint"][3:])
         return b""
 
 
@@ -160,15 +163,32 @@ def test_read_reports_missing_uploads(fake):
 
 def test_delete_removes_host_uploads_after_stop_before_remove(fake):
     """Delete: stop (drain), then a helper of the same image with the container's mounts removes the
-    host-side files, then the container goes. The spec (in the container's layer) needs no helper."""
+    host-side files, another the create_source folder (through its parent, if empty), then the container
+    goes. The spec (in the container's layer) needs no helper."""
     box = _Container({_SPEC["path"], _CREDS["path"]})
     client = fake(box)
     DockerContainerProvider().delete("id", dict(_PROPS))
-    assert [c for c in box.calls if not c.startswith("get")] == ["stop", "helper", "remove"]
-    (run,) = client.runs
-    assert run["image"] == "sha256:img" and run["volumes_from"] == [box.id] and run["remove"] is True
-    assert run["entrypoint"] == ["rm", "-f", "--", _CREDS["path"]] and run["network_mode"] == "none"
+    assert [c for c in box.calls if not c.startswith("get")] == ["stop", "rm", "rmdir", "remove"]
+    rm, rmdir = client.runs
+    assert rm["image"] == "sha256:img" and rm["volumes_from"] == [box.id] and rm["remove"] is True
+    assert rm["entrypoint"] == ["rm", "-f", "--", _CREDS["path"]] and rm["network_mode"] == "none"
     assert _CREDS["path"] not in box.files
+    assert rmdir["volumes"] == ["/dev/shm/ghr:/ghr-cleanup/0:rw"] and "volumes_from" not in rmdir
+    assert rmdir["entrypoint"] == ["rmdir", "--", "/ghr-cleanup/0/s-p"] and rmdir["image"] == "sha256:img"
+
+
+def test_delete_keeps_a_folder_it_cannot_remove_and_one_it_did_not_create(fake):
+    """rmdir is best effort (a folder something else wrote into stays); a bind mount without create_source
+    gets its uploads removed but keeps its folder."""
+    box = _Container({_CREDS["path"]})
+    fake(box, rmdir_error=docker.errors.ContainerError(box, 1, "rmdir", "img", b"Directory not empty"))
+    DockerContainerProvider().delete("id", dict(_PROPS))
+    assert box.calls[-1] == "remove" and _CREDS["path"] not in box.files
+    box2 = _Container({_CREDS["path"]})
+    client2 = fake(box2)
+    DockerContainerProvider().delete("id", {**_PROPS, "mounts": [_SOCK, {k: v for k, v in _SHM.items()
+                                                                         if k != "create_source"}]})
+    assert [r["entrypoint"][0] for r in client2.runs] == ["rm"] and box2.calls[-1] == "remove"
 
 
 @pytest.mark.parametrize("status", ["exited", "created"])
@@ -177,7 +197,7 @@ def test_delete_of_a_stopped_container_still_removes_host_uploads(fake, status):
     box = _Container({_CREDS["path"]}, status=status)
     fake(box)
     DockerContainerProvider().delete("id", dict(_PROPS))
-    assert [c for c in box.calls if not c.startswith("get")] == ["helper", "remove"]
+    assert [c for c in box.calls if not c.startswith("get")] == ["rm", "rmdir", "remove"]
 
 
 def test_delete_needs_no_helper_when_the_files_are_gone(fake):
@@ -198,4 +218,4 @@ def test_delete_fails_clearly_when_the_helper_fails(fake):
     fake(box, helper_error=docker.errors.ImageNotFound("no such image"))
     with pytest.raises(ContainerCleanupError, match="/run/s/credentials.json") as info:
         DockerContainerProvider().delete("id", dict(_PROPS))
-    assert "tok" not in str(info.value) and "remove" not in box.calls
+    assert "tok" not in str(info.value) and "remove" not in box.calls and "rmdir" not in box.calls
