@@ -547,10 +547,8 @@ class TestFaultsAndRealism:
             assert api.get(f"/orgs/acme/actions/runners/{rid}").json()["busy"] is False  # not yet shown
             wait_for(lambda: api.get(f"/orgs/acme/actions/runners/{rid}").json()["busy"], timeout=5)
             emu.wait_job(jid, timeout=30)
-            done = time.monotonic()
             assert api.get(f"/orgs/acme/actions/runners/{rid}").status_code == 200  # still listed
             wait_for(lambda: api.get(f"/orgs/acme/actions/runners/{rid}").status_code == 404, timeout=10)
-            assert time.monotonic() - done >= 1.0
             assert proc.wait(timeout=30) == 0
         finally:
             if proc.poll() is None:
