@@ -13,6 +13,12 @@ Figures, each against a baseline measured in the same run:
   (backoff_initial 2 s, backoff_max 60 s); then the seconds from the storm's end until every slot
   is online again, with the recovery probe (default interval) and without it (probe disabled:
   the manager sleeps out its backoff, as before), against the backoff cap (backoff_max).
+- scale-set pools (issue 9; `--only-scale-set` runs this part and the baseline alone): queued-to-started
+  latency (job enqueued -> the emulator has it in progress on a runner of the pool), median and p95 over
+  --jobs jobs, cold (min_runners 0: the pool is at zero before each job) and warm (min_runners 1: an
+  idle runner waits), as ratios to the bare `docker run` baseline; GitHub calls per job from the
+  manager's own RequestEvent kinds, REST and Actions service (`scaleset_*`) apart; and requests per
+  minute of an idle scale-set pool over --idle-window with GitHub's 50 s long poll.
 Needs the local Docker engine and base image (make setup). Talks only to loopback.
 """
 
@@ -192,6 +198,110 @@ def recovery_after_storm(client: docker.DockerClient, emulator: Any, image: str,
         manager.stop(timeout=120)
 
 
+def _api_calls(manager: ProcessManager) -> dict[str, float]:
+    """The manager's GitHub HTTP attempts so far by RequestEvent kind (its /metrics)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    calls: dict[str, float] = {}
+    for family in text_string_to_metric_families(manager.metrics()):
+        for sample in family.samples:
+            if sample.name == "ghr_github_api_calls_total":
+                kind = sample.labels.get("kind", "other")
+                calls[kind] = calls.get(kind, 0.0) + sample.value
+    return calls
+
+
+def _split(before: dict[str, float], after: dict[str, float]) -> tuple[float, float, dict[str, int]]:
+    """(REST calls, Actions-service calls, by kind) between two `_api_calls` readings."""
+    from github_client._scaleset import SCALESET_KIND_PREFIX
+
+    delta = {k: int(after.get(k, 0) - before.get(k, 0)) for k in after if after.get(k, 0) - before.get(k, 0)}
+    service = sum(n for k, n in delta.items() if k.startswith(SCALESET_KIND_PREFIX))
+    return sum(delta.values()) - service, service, delta
+
+
+def scale_set_latencies(client: docker.DockerClient, emulator: Any, image: str, tmp: Path, jobs: int, *,
+                        warm: bool) -> dict[str, Any]:
+    """Queued-to-started seconds of `jobs` jobs run one after another on a scale-set pool, and calls per job."""
+    from tests.manager.mgr_helpers import live_sessions, pool_containers
+
+    spec = make_spec(emulator, image, slots=2, scaling="scale_set", min_runners=1 if warm else 0, max_runners=2,
+                     reconcile_interval=30.0, backoff_initial=1.0, backoff_max=60.0)
+    manager = ProcessManager(spec, tmp, emulator.admin_token).start()
+    latencies: list[float] = []
+    try:
+        wait_for(lambda: live_sessions(emulator, spec), 60, "the scale set's session", interval=0.1)
+        if warm:
+            wait_for(lambda: online_idle(emulator, spec), 60, "the idle runner", interval=POLL)
+        before = _api_calls(manager)
+        for _ in range(jobs):
+            if warm:
+                wait_for(lambda: online_idle(emulator, spec), 60, "an idle runner", interval=POLL)
+            else:
+                wait_for(lambda: pool_containers(client, spec) == [], 60, "the pool at zero", interval=POLL)
+            queued = time.monotonic()
+            job = emulator.enqueue_job("acme", spec["labels"], "true", timeout=120)
+            wait_for(lambda job=job: emulator.job(job)["status"] != "queued", 120, "the job started", interval=POLL)
+            latencies.append(time.monotonic() - queued)
+            done = emulator.wait_job(job, timeout=120)
+            assert done["conclusion"] == "success", done
+        wait_for(lambda: len(pool_containers(client, spec)) == (1 if warm else 0), 60, "the pool back at its floor",
+                 interval=0.1)
+        rest, service, by_kind = _split(before, _api_calls(manager))
+    finally:
+        manager.terminate(timeout=120)
+    return {"latencies": latencies, "rest_per_job": rest / jobs, "service_per_job": service / jobs, "by_kind": by_kind}
+
+
+def scale_set_idle(emulator: Any, image: str, tmp: Path, window: float) -> dict[str, Any]:
+    """Requests per minute of an idle scale-set pool (min_runners 0) with GitHub's 50 s long poll."""
+    from tests.manager.mgr_helpers import live_sessions
+
+    spec = make_spec(emulator, image, slots=2, scaling="scale_set", min_runners=0, max_runners=2,
+                     reconcile_interval=30.0, backoff_initial=1.0, backoff_max=60.0)
+    manager = ProcessManager(spec, tmp, emulator.admin_token).start()
+    try:
+        wait_for(lambda: live_sessions(emulator, spec), 60, "the scale set's session", interval=0.1)
+        time.sleep(2.0)  # past the start-up calls (connect, scale set, first full pass)
+        before, t0 = _api_calls(manager), time.monotonic()
+        time.sleep(window)  # the measurement window itself
+        rest, service, by_kind = _split(before, _api_calls(manager))
+        minutes = (time.monotonic() - t0) / 60
+        return {"per_min": (rest + service) / minutes, "rest_per_min": rest / minutes,
+                "service_per_min": service / minutes, "by_kind": by_kind}
+    finally:
+        manager.terminate(timeout=120)
+
+
+def scale_set_results(cold: dict[str, Any], warm: dict[str, Any], idle: dict[str, Any], base_med: float,
+                      ) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, run in (("cold_min0", cold), ("warm_min1", warm)):
+        lat = run["latencies"]
+        med, p = statistics.median(lat), p95(lat)
+        out[name] = {"queued_to_started_s": {"median": round(med, 3), "p95": round(p, 3), "jobs": len(lat)},
+                     "ratio_to_baseline": {"median": round(med / base_med, 2), "p95": round(p / base_med, 2)},
+                     "rest_calls_per_job": round(run["rest_per_job"], 2),
+                     "actions_service_calls_per_job": round(run["service_per_job"], 2),
+                     "calls_by_kind": run["by_kind"]}
+    out["idle_requests_per_min"] = {"total": round(idle["per_min"], 2), "rest": round(idle["rest_per_min"], 2),
+                                    "actions_service": round(idle["service_per_min"], 2), "by_kind": idle["by_kind"]}
+    return out
+
+
+def _print_scale_set(results: dict[str, Any], base_med: float) -> None:
+    for name in ("cold_min0", "warm_min1"):
+        r = results[name]
+        lat, ratio = r["queued_to_started_s"], r["ratio_to_baseline"]
+        print(f"scale set {name}: queued -> started median {lat['median']:.3f}s p95 {lat['p95']:.3f}s over "
+              f"{lat['jobs']} jobs ({ratio['median']:.2f}x / {ratio['p95']:.2f}x the bare docker run "
+              f"{base_med:.3f}s); calls per job: REST {r['rest_calls_per_job']:.2f}, Actions service "
+              f"{r['actions_service_calls_per_job']:.2f}  {r['calls_by_kind']}")
+    idle = results["idle_requests_per_min"]
+    print(f"scale set idle: {idle['total']:.2f} requests/min (REST {idle['rest']:.2f}, Actions service "
+          f"{idle['actions_service']:.2f})  {idle['by_kind']}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=20)
@@ -199,6 +309,8 @@ def main() -> int:
     parser.add_argument("--idle-slots", type=int, default=20)
     parser.add_argument("--idle-window", type=float, default=60.0, help="seconds to measure idle cost over")
     parser.add_argument("--only-recovery", action="store_true", help="measure the recovery figure only")
+    parser.add_argument("--only-scale-set", action="store_true",
+                        help="measure the scale-set figures only (with the docker run baseline)")
     args = parser.parse_args()
 
     from emulator import Emulator
@@ -213,6 +325,15 @@ def main() -> int:
         image = ensure_runner_image(client, emulator)
         github = GitHubClient(parse_scope(f"{emulator.url}/acme"), PatAuth(emulator.admin_token))
 
+        if args.only_scale_set:
+            print(f"[bench] baseline: {args.baseline_runs} x bare docker run --rm -> online ...", flush=True)
+            baseline = [baseline_run(client, emulator, image, github, tmp, i) for i in range(args.baseline_runs)]
+            base_med = statistics.median(baseline)
+            ss = _scale_set_run(client, emulator, image, tmp, args.jobs, args.idle_window, base_med)
+            _print_scale_set(ss, base_med)
+            print("RESULTS " + json.dumps({"baseline_docker_run_to_online_s": round(base_med, 3), "scale_set": ss},
+                                          sort_keys=True))
+            return 0
         print("[bench] recovery after a 502 storm, with and without the recovery probe ...", flush=True)
         recovery = {"probe": recovery_after_storm(client, emulator, image, probe=True),
                     "no_probe": recovery_after_storm(client, emulator, image, probe=False)}
@@ -226,9 +347,10 @@ def main() -> int:
         latencies, calls, wall = replacement_latencies(client, emulator, image, tmp, args.jobs)
         print(f"[bench] idle cost: {args.idle_slots} idle slots over {args.idle_window:.0f}s ...", flush=True)
         idle = idle_cost(emulator, image, tmp, args.idle_slots, args.idle_window)
+        base_med = statistics.median(baseline)
+        ss = _scale_set_run(client, emulator, image, tmp, args.jobs, args.idle_window, base_med)
     shutil.rmtree(tmp, ignore_errors=True)
 
-    base_med = statistics.median(baseline)
     med, p = statistics.median(latencies), p95(latencies)
     total_calls = sum(calls.values())
     results = {
@@ -245,6 +367,7 @@ def main() -> int:
                  "manager_cpu_percent_of_one_core": round(idle["cpu_pct"], 2),
                  "github_calls_per_minute": round(idle["idle_calls_per_min"], 2)},
         "recovery": _recovery_results(recovery, 60.0),
+        "scale_set": ss,
     }
     print(f"replacement latency (exit -> replacement online): median {med:.3f}s  p95 {p:.3f}s  "
           f"over {len(latencies)} jobs")
@@ -257,8 +380,21 @@ def main() -> int:
           f"{idle['rss_mib'] / idle['bare_rss_mib']:.2f}x), CPU {idle['cpu_pct']:.2f}% of one core, "
           f"{idle['idle_calls_per_min']:.2f} GitHub calls/min")
     _print_recovery(recovery, 60.0)
+    _print_scale_set(ss, base_med)
     print("RESULTS " + json.dumps(results, sort_keys=True))
     return 0
+
+
+def _scale_set_run(client: docker.DockerClient, emulator: Any, image: str, tmp: Path, jobs: int, window: float,
+                   base_med: float) -> dict[str, Any]:
+    emulator.set_message_poll_wait(50.0)  # GitHub's hold of an empty long poll
+    print(f"[bench] scale set, cold (min_runners 0): {jobs} jobs ...", flush=True)
+    cold = scale_set_latencies(client, emulator, image, tmp, jobs, warm=False)
+    print(f"[bench] scale set, warm (min_runners 1): {jobs} jobs ...", flush=True)
+    warm = scale_set_latencies(client, emulator, image, tmp, jobs, warm=True)
+    print(f"[bench] scale set, idle requests over {window:.0f}s ...", flush=True)
+    idle = scale_set_idle(emulator, image, tmp, window)
+    return scale_set_results(cold, warm, idle, base_med)
 
 
 def _recovery_results(recovery: dict[str, dict[str, float]], cap: float) -> dict[str, Any]:

@@ -252,3 +252,28 @@ def test_a_job_offered_again_after_a_missed_acquire_runs_once(new_spec: Any, emu
     finally:
         manager.stop()
     assert_nothing_left(emulator, docker_client, spec)
+
+
+def test_expired_tokens_and_a_lost_session_are_survived(new_spec: Any, emulator: Any, docker_client: Any,
+                                                       tmp_path: Path) -> None:
+    """Queue token and admin token expired, then the session dropped by the service: the manager refreshes,
+    reconnects, opens a new session, and the next job runs."""
+    spec = ss_spec(new_spec, min_runners=0, max_runners=1, backoff_initial=0.2, backoff_max=2.0)
+    manager = start(spec, emulator, tmp_path)
+    mgr = manager.manager
+    try:
+        ss_id = mgr.scale_set_id()
+        emulator.expire_queue_tokens(ss_id)
+        emulator.expire_admin_tokens()
+        job = emulator.enqueue_job("acme", spec["labels"], "echo after expiry", timeout=120)
+        assert emulator.wait_job(job, timeout=120)["conclusion"] == "success"
+        first = live_sessions(emulator, spec)[0]["sessionId"]
+        assert emulator.end_scale_set_sessions(ss_id) == 1
+        wait_for(lambda: live_sessions(emulator, spec) and live_sessions(emulator, spec)[0]["sessionId"] != first,
+                 30, "a new session")
+        job = emulator.enqueue_job("acme", spec["labels"], "echo after the session loss", timeout=120)
+        assert emulator.wait_job(job, timeout=120)["conclusion"] == "success"
+        assert manager.metric("ghr_scaleset_session_reconnects_total", reason="session_lost") >= 1
+    finally:
+        manager.stop()
+    assert_nothing_left(emulator, docker_client, spec)
