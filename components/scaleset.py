@@ -127,6 +127,17 @@ class RunnerScaleSetProvider(ResourceProvider):
                                                    error=exc)) from None
 
     @staticmethod
+    def _find(service: ScaleSetClient, props: Mapping[str, Any]) -> tuple[int, ScaleSet | None]:
+        """The runner group's id and the scale set of that name in it (None: not there yet). These are the first
+        Actions-service calls, so a server without scale sets (no runner-registration: 404) fails here, saying so."""
+        group_id = RunnerScaleSetProvider._connect(service, props, props.get("runner_group") or "Default")
+        try:
+            return group_id, service.get_scale_set_by_name(str(props["name"]), group_id)
+        except NotFound as exc:
+            raise GitHubError(NO_SCALE_SETS.format(api=service.github.scope.api_url, scope=props["scope_url"],
+                                                   error=exc)) from None
+
+    @staticmethod
     def _runners(github: GitHubClient, props: Mapping[str, Any]) -> dict[str, Any]:
         """The pool's registered runners (by name prefix), counted; zeros when GitHub cannot list them now."""
         try:
@@ -171,9 +182,8 @@ class RunnerScaleSetProvider(ResourceProvider):
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         github, service = self._clients(props)
-        group_id = self._connect(service, props, props.get("runner_group") or "Default")
+        group_id, existing = self._find(service, props)
         name, labels = str(props["name"]), [str(x) for x in props["labels"]]
-        existing = service.get_scale_set_by_name(name, group_id)
         if existing is not None:
             # Ours when named by the pool's prefix (a create whose answer was lost, or an earlier stack
             # state); a configured name that already existed is adopted and left at destroy.

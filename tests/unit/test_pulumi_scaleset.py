@@ -178,3 +178,14 @@ def test_unknown_runner_group_is_named(emu: Any, scale_sets: Any) -> None:
     with pytest.raises(NotFound, match="nosuchgroup"):
         _emu_provider(emu).create(_props(f"{emu.url}/acme", runner_group="nosuchgroup"))
     assert scale_sets.get_scale_set_by_name(PREFIX, 1) is None
+
+
+def test_a_server_without_scale_sets_says_so(emu: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No Actions service (runner-registration answers 404, as on GHES before 3.9): create fails saying what to use."""
+    from github_client import GitHubError, NotFound, ScaleSetClient
+
+    def no_service(self: Any, *_a: Any, **_k: Any) -> Any:
+        raise NotFound("POST /actions/runner-registration: 404 (this GitHub may not offer runner scale sets)")
+    monkeypatch.setattr(ScaleSetClient, "_connection", no_service)
+    with pytest.raises(GitHubError, match="Enterprise Server 3.9 or newer; use scaling: fixed"):
+        _emu_provider(emu).create(_props(f"{emu.url}/acme"))
