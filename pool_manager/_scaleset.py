@@ -166,6 +166,8 @@ class ScaleSetManager(PoolManager):
         """One pass: remove finished runners (exited, or JobCompleted), (full: sweep orphans), then scale."""
         self.scale_set_id()
         boxes = self._boxes()
+        if self._blocked is not None:
+            self._check_image()  # capacity stays 0 until the host could start a runner again
         registrations = self._registrations() if full else None
         for box in boxes:
             if not box.live and box.exit_code == 0 and not box.interrupted:

@@ -18,6 +18,7 @@ import pytest
 from github_client import GitHubError
 from pool_manager import load_spec
 from pool_manager._drain import drain
+from pool_manager._errors import PoolError
 from pool_manager._scaleset import ScaleSetManager
 from pool_manager.manager import PoolManager, make_manager
 from tests.manager.fakes import FakeEngine, FakeGitHub, FakeScaleSets
@@ -499,3 +500,37 @@ def test_a_github_outage_in_a_pass_keeps_capacity(pool: Callable[..., SSPool], g
     except GitHubError as exc:
         p.mgr._failed(exc)
     assert p.mgr.capacity() == 4
+
+
+def test_capacity_stays_zero_while_the_image_is_missing_even_with_nothing_to_start(
+        pool: Callable[..., SSPool], engine: FakeEngine) -> None:
+    """No flapping: a pass with nothing to start still checks the image while the host is blocked."""
+    p = pool(min_runners=0)
+    p.full()
+    engine.images.clear()
+    p.mgr._failed(PoolError("image", "image 'runner:1' is not on this Docker engine"))
+    with pytest.raises(PoolError):
+        p.fast()
+    assert p.mgr.capacity() == 0
+    engine.images.add("runner:1")
+    p.fast()
+    p.mgr._succeeded()
+    assert p.mgr.capacity() == 4
+
+
+def test_a_reload_applies_min_and_max_in_place(pool: Callable[..., SSPool], scalesets: FakeScaleSets) -> None:
+    p = pool(min_runners=0, max_runners=4)
+    p.full()
+    p.sync()
+    assert p.names() == []
+    p.source = ss_data(min_runners=3, max_runners=4)
+    assert p.mgr.reload()
+    p.fast()
+    assert len(p.names()) == 3
+    p.source = ss_data(min_runners=1, max_runners=2)
+    assert p.mgr.reload()
+    p.fast()
+    assert len(p.names()) == 1 and all(int(c.labels["ghr.slot"]) < 2 for c in p.engine.running())
+    assert p.mgr.health.snapshot()["scale_set"]["max_runners"] == 2
+    p.source = ss_data(min_runners=1, max_runners=2, scale_set_name="another")
+    assert not p.mgr.reload()  # which scale set: a new manager
