@@ -31,7 +31,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from github_client import BadCredentials, GitHubError, NotFound
+from github_client import BadCredentials, GitHubError, NotFound, RateLimited
 from github_client._scaleset import (
     JobAvailable,
     JobCompleted,
@@ -257,7 +257,10 @@ class Listener:
         except Exception as exc:  # 5xx, dropped connections, anything: poll again after the backoff
             if self._closing.is_set():
                 return 0.0
-            return self._trouble("error", "error", classify(exc)[1])
+            delay = self._trouble("error", "error", classify(exc)[1])
+            if isinstance(exc, RateLimited) and exc.retry_at is not None:  # never before GitHub said
+                delay = max(delay, min(exc.retry_at.timestamp() - time.time(), 3600.0))
+            return delay
         return 0.0
 
     def poll_once(self) -> MessageBatch | None:

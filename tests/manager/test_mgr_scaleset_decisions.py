@@ -534,3 +534,16 @@ def test_a_reload_applies_min_and_max_in_place(pool: Callable[..., SSPool], scal
     assert p.mgr.health.snapshot()["scale_set"]["max_runners"] == 2
     p.source = ss_data(min_runners=1, max_runners=2, scale_set_name="another")
     assert not p.mgr.reload()  # which scale set: a new manager
+
+
+def test_a_rate_limited_poll_waits_for_the_retry_time(pool: Callable[..., SSPool], scalesets: FakeScaleSets) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from github_client import RateLimited
+
+    p = pool(backoff_initial=0.2, backoff_max=2.0)
+    p.full()
+    p.poll()
+    retry_at = datetime.now(UTC) + timedelta(seconds=30)
+    scalesets.fail_next("get_message", 1, RateLimited("secondary rate limit", status=403, retry_at=retry_at))
+    assert 25 <= p.mgr.listener.step() <= 31
