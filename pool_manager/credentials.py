@@ -34,7 +34,9 @@ def load_credentials(path: str | os.PathLike[str] | None = None,
         try:
             data = json.loads(Path(path).read_text())
         except FileNotFoundError:
-            raise CredentialsError(f"credentials file {path}: not found; mount it or use GHR_GITHUB_TOKEN") from None
+            raise CredentialsError(
+                    f"credentials file {path}: not found (it lives in the host's /dev/shm, which a reboot empties);"
+                    " run `pulumi up --refresh` to deliver it again, or use GHR_GITHUB_TOKEN") from None
         except (OSError, ValueError) as exc:
             raise CredentialsError(f"credentials file {path}: unreadable or not JSON ({type(exc).__name__})") from None
         if not isinstance(data, dict):
