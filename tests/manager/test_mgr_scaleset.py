@@ -277,3 +277,35 @@ def test_expired_tokens_and_a_lost_session_are_survived(new_spec: Any, emulator:
     finally:
         manager.stop()
     assert_nothing_left(emulator, docker_client, spec)
+
+
+def test_nothing_the_pool_did_not_create_is_touched(new_spec: Any, emulator: Any, docker_client: Any,
+                                                    tmp_path: Path) -> None:
+    """Another scale set with its session, and a runner registered by someone else, outlive the pool's manager
+    (frequent full passes, no orphan grace, a job, a drain)."""
+    from github_client import GitHubClient, PatAuth, parse_scope
+    from github_client._scaleset import ScaleSetClient
+
+    spec = ss_spec(new_spec, min_runners=1, max_runners=2)
+    gh = GitHubClient(parse_scope(f"{emulator.url}/acme"), PatAuth(emulator.admin_token), max_retries=0)
+    other = ScaleSetClient(gh)
+    foreign_set = other.create_scale_set(f"{spec['stack']}-foreign", labels=[f"{spec['stack']}-foreign"])
+    foreign_session = other.create_session(foreign_set.id, "someone-else")
+    foreign_runner = gh.generate_jitconfig(f"{spec['stack']}-laptop", ["self-hosted"]).runner
+    try:
+        manager = start(spec, emulator, tmp_path, orphan_grace=0.0, full_interval=0.5)
+        try:
+            wait_for(lambda: len(online_idle(emulator, spec)) == 1, 60, "the min runner")
+            job = emulator.enqueue_job("acme", spec["labels"], "true", timeout=120)
+            assert emulator.wait_job(job, timeout=120)["conclusion"] == "success"
+            time.sleep(1.5)  # a few more full passes
+        finally:
+            manager.stop()
+        assert_nothing_left(emulator, docker_client, spec)
+        assert any(r["id"] == foreign_runner.id for r in emulator.runners())
+        assert foreign_session.session_id in [s["sessionId"] for s in emulator.scale_set_sessions()]
+        assert any(s["id"] == foreign_set.id for s in emulator.scale_sets())
+    finally:
+        other.delete_session(foreign_set.id, foreign_session.session_id)
+        other.delete_scale_set(foreign_set.id, missing_ok=True)
+        gh.delete_runner(foreign_runner.id, missing_ok=True)
