@@ -302,7 +302,11 @@ class Listener:
                 event("scaleset_session_replace_failed", level=30, pool=mgr.spec.pool, old_session=old_id,
                       error=classify(exc)[1])
             self.store.clear()
-        session = mgr.scalesets.open_session(scale_set_id, self.owner)
+        try:
+            session = mgr.scalesets.open_session(scale_set_id, self.owner)
+        except NotFound:
+            mgr.forget_scale_set()  # deleted under us: look it up again (by id: reported; by name: made again)
+            raise
         with self._lock:
             if self._closing.is_set():
                 session.close()

@@ -97,6 +97,11 @@ class ScaleSetManager(PoolManager):
                 self._ss_synced = True
             return self._ss.id
 
+    def forget_scale_set(self) -> None:
+        """The scale set was not found (deleted under the manager): the next use looks it up again."""
+        with self._ss_lock:
+            self._ss_synced = False
+
     def _sync_scale_set(self) -> ScaleSet:
         spec = self.spec
         name = spec.scale_set_name

@@ -567,6 +567,8 @@ class FakeScaleSets:
 
     def open_session(self, scale_set_id: int, owner: str, *, conflict_wait: float = 0.0) -> FakeMessageSession:
         self._call("create_session")
+        if scale_set_id not in self.scale_sets:
+            raise GhNotFound(f"scale set {scale_set_id} does not exist (deleted?)", status=404)
         if scale_set_id in self.sessions.values():
             raise SessionConflict("another session is open on this scale set (409)", status=409)
         sid = f"session-{next(self._ids)}"

@@ -547,3 +547,23 @@ def test_a_rate_limited_poll_waits_for_the_retry_time(pool: Callable[..., SSPool
     retry_at = datetime.now(UTC) + timedelta(seconds=30)
     scalesets.fail_next("get_message", 1, RateLimited("secondary rate limit", status=403, retry_at=retry_at))
     assert 25 <= p.mgr.listener.step() <= 31
+
+
+def test_a_scale_set_deleted_under_the_manager(pool: Callable[..., SSPool], scalesets: FakeScaleSets) -> None:
+    """Found by name: made again. Named by id (the Pulumi program's): reported on the next pass, never made."""
+    p = pool()
+    p.full()
+    p.poll()
+    first = p.mgr.scale_set_id()
+    scalesets.scale_sets.clear()
+    scalesets.expire_sessions()
+    p.mgr.listener.step()  # the session is gone
+    p.mgr.listener.step()  # and the scale set: forgotten
+    p.poll()
+    assert p.mgr.scale_set_id() != first and len(scalesets.scale_sets) == 1
+    q = pool(scale_set_id=p.mgr.scale_set_id(), min_runners=0)
+    scalesets.scale_sets.clear()
+    q.mgr.listener.step()
+    with pytest.raises(PoolError, match="no longer exists"):
+        q.full()
+    assert scalesets.scale_sets == {}
