@@ -6,8 +6,8 @@
   enqueue                      enqueue a job in the emulator, print its id
   containers                   until a pool has exactly COUNT runner containers (--at-least: COUNT or more)
   scaleset                     until the emulator's scale set NAME has a live message session; prints its statistics
-  gone                         until the emulator holds no scale set named PREFIX* and no message session,
-                               and the engine no container of the stack
+  gone                         until the emulator holds no scale set or runner named PREFIX* and no message
+                               session, and the engine no container of the stack
 """
 
 from __future__ import annotations
@@ -141,9 +141,12 @@ def main() -> int:
             sets = [x["name"] for x in s.get(f"{a.url}/_emulator/scalesets", timeout=5).json()["scale_sets"]
                     if x["name"].startswith(a.prefix)]
             sessions = s.get(f"{a.url}/_emulator/scaleset-sessions", timeout=5).json()["sessions"]
-            return not sets and not sessions and not _containers(a.stack)
-        _poll(nothing_left, a.timeout, f"no scale set {a.prefix}*, no message session, no container of {a.stack}")
-        print(f"left behind: no scale set, no message session, no container of stack {a.stack}")
+            runners = [x["name"] for x in s.get(f"{a.url}/_emulator/runners", timeout=5).json()["runners"]
+                       if x["name"].startswith(a.prefix)]
+            return not sets and not sessions and not runners and not _containers(a.stack)
+        _poll(nothing_left, a.timeout, f"no scale set or runner registration {a.prefix}*, no message session,"
+              f" no container of {a.stack}")
+        print(f"left behind: no scale set, no message session, no runner registration, no container of stack {a.stack}")
         return 0
     job_id = a.id if a.id is not None else _enqueue(s, a)
     done = _poll(lambda: (lambda b: b if b.get("status") == "completed" else None)(
