@@ -12,6 +12,12 @@ the same `load_spec` and refuses a spec without an image.
 scale set follows demand between `min_runners` and `max_runners`; `slots` is then the capacity and
 equals `max_runners`). docs/design.md, "Pool spec", has every key.
 
+`docker` is what a job gets of Docker: `"none"` (the default, left out of the dump), `"dind"` (a private
+engine per runner: a sidecar container of the `dind.image` made and removed with its runner, or, with
+`dind.runtime` such as `sysbox-runc`, an engine inside the runner container itself) or `"host"` (the host's
+own socket, only with `docker_host_unsafe: true`: every job is then root on the host). The sidecar image id
+is filled in at deploy like the runner image (`with_dind_image`).
+
 Pure: no Docker, no network, no file access.
 """
 
@@ -26,11 +32,15 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 __all__ = [
+    "DIND_CAPS_DROP",
+    "DIND_SECURITY",
+    "DOCKER_MODES",
     "FIXED_KEYS",
     "MAX_SCALE_SET_NAME_LENGTH",
     "SCALE_SET_FIXED_KEYS",
     "GpuSpec",
     "ContainerSpec",
+    "DindSpec",
     "PoolSpec",
     "SpecError",
     "VolumeSpec",
@@ -69,6 +79,19 @@ _CAPABILITY = re.compile(r"^(CAP_)?[A-Z_]+$")
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([bkmgt]?)b?$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 _TUNING_KEYS = ("reconcile_interval", "backoff_initial", "backoff_max")
+# Docker in jobs (issue 10). "none": no Docker (the default); "dind": a private engine per runner; "host":
+# the host's engine, behind docker_host_unsafe.
+DOCKER_MODES = ("none", "dind", "host")
+# How the dind sidecar is allowed to run its engine. "privileged": `--privileged` (ordinary hosts).
+# "caps": every capability but DIND_CAPS_DROP, seccomp/apparmor/systempaths unconfined and /sys/fs/cgroup
+# mounted rw: for hosts whose capability bounding set lacks CAP_SYS_RESOURCE, where --privileged fails.
+DIND_SECURITY = ("privileged", "caps")
+DIND_CAPS_DROP = ("SYS_RESOURCE",)
+_DIND_KEYS = ("image", "security", "registry_mirrors", "insecure_registries", "runtime")
+_MIRROR = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?/?$|^https?://\[[0-9A-Fa-f:.]+\](:\d{1,5})?/?$")
+_REGISTRY_HOST = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*"
+                            r"|\[[0-9A-Fa-f:.]+\])(:\d{1,5})?$")
+_CIDR = re.compile(r"^\d{1,3}(\.\d{1,3}){3}/\d{1,2}$")
 _NETWORK_MODE = re.compile(r"^(bridge|host|none|container:[A-Za-z0-9_.-]+|[A-Za-z0-9][A-Za-z0-9_.-]*)$")
 
 
@@ -185,6 +208,45 @@ class ContainerSpec:
 
 
 @dataclass(frozen=True)
+class DindSpec:
+    """The private Docker engine of each runner of a `docker: "dind"` pool.
+
+    Sidecar (`runtime` None): `image` is the sidecar image id (None until deploy, `PoolSpec.with_dind_image`)
+    and `security` how it runs (DIND_SECURITY). In-runner (`runtime`, e.g. `sysbox-runc`): the runner container
+    runs under that runtime with its own engine inside; no sidecar, so no `image` and no `security`.
+    `registry_mirrors` (http(s) URLs) and `insecure_registries` (`host[:port]` or an IPv4 CIDR) configure the
+    engine either way."""
+
+    image: str | None = None
+    security: Literal["privileged", "caps"] | None = "privileged"
+    registry_mirrors: tuple[str, ...] = ()
+    insecure_registries: tuple[str, ...] = ()
+    runtime: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.runtime is None and self.security not in DIND_SECURITY:
+            raise SpecError("dind.security", f"expected one of {', '.join(DIND_SECURITY)}, got {self.security!r}")
+        if self.runtime is not None and (self.security is not None or self.image is not None):
+            raise SpecError("dind.runtime", "an engine inside the runner container has no sidecar: no image or security")
+
+    @property
+    def sidecar(self) -> bool:
+        """True when the engine runs in a sidecar container next to the runner (not inside it)."""
+        return self.runtime is None
+
+    def dump(self) -> dict[str, Any]:
+        """`image` and `security` for a sidecar (image `null` until deploy), `runtime` otherwise; the
+        registry lists when not empty."""
+        out: dict[str, Any] = {"image": self.image, "security": self.security} if self.sidecar else {
+            "runtime": self.runtime}
+        if self.registry_mirrors:
+            out["registry_mirrors"] = list(self.registry_mirrors)
+        if self.insecure_registries:
+            out["insecure_registries"] = list(self.insecure_registries)
+        return out
+
+
+@dataclass(frozen=True)
 class PoolSpec:
     """One pool on one host. `image` is the runner image id: `None` until the Pulumi program
     knows it at deploy (`with_image`); `load_spec` refuses a spec without it unless told not to."""
@@ -212,8 +274,22 @@ class PoolSpec:
     max_runners: int | None = None
     scale_set_name: str | None = None
     scale_set_id: int | None = None  # the scale set the Pulumi program made; None: look it up by name
+    # Docker in jobs (all defaults for "none": such a spec dumps as it did before).
+    docker: Literal["none", "dind", "host"] = "none"
+    dind: DindSpec | None = None  # docker "dind" only
+    docker_host_unsafe: bool = False  # docker "host" only, and then required
+    docker_host_socket: str | None = None  # docker "host": the host's socket path, bind-mounted into runners
 
     def __post_init__(self) -> None:
+        if self.docker not in DOCKER_MODES:
+            raise SpecError("docker", f"expected one of {', '.join(DOCKER_MODES)}, got {self.docker!r}")
+        if (self.docker == "dind") != (self.dind is not None):
+            raise SpecError("dind", "is set exactly when docker is \"dind\"")
+        if self.docker == "host":
+            if not self.docker_host_unsafe or not self.docker_host_socket:
+                raise SpecError("docker_host_unsafe", "docker \"host\" needs docker_host_unsafe true and the socket")
+        elif self.docker_host_unsafe or self.docker_host_socket is not None:
+            raise SpecError("docker_host_unsafe", "is for docker \"host\" only")
         if self.scaling == "scale_set":
             if self.min_runners is None or self.max_runners is None or self.scale_set_name is None:
                 raise SpecError("scaling", "scale_set needs min_runners, max_runners and scale_set_name")
@@ -234,6 +310,19 @@ class PoolSpec:
         if not isinstance(image, str) or not image.strip():
             raise SpecError("image", f"expected the runner image id or reference, got {image!r}")
         return dataclasses.replace(self, image=image)
+
+    @property
+    def dind_sidecar(self) -> bool:
+        """True when each runner gets a sidecar engine container (docker "dind" without dind.runtime)."""
+        return self.dind is not None and self.dind.sidecar
+
+    def with_dind_image(self, image: str) -> PoolSpec:
+        """This dind pool's spec with the sidecar image its manager runs (the image id built at deploy)."""
+        if self.dind is None or not self.dind.sidecar:
+            raise SpecError("dind.image", "only a pool with docker \"dind\" and no dind.runtime has a sidecar image")
+        if not isinstance(image, str) or not image.strip():
+            raise SpecError("dind.image", f"expected the sidecar image id or reference, got {image!r}")
+        return dataclasses.replace(self, dind=dataclasses.replace(self.dind, image=image))
 
     def with_scale_set_id(self, scale_set_id: int) -> PoolSpec:
         """This scale-set pool's spec with the id of the scale set made for it (known at deploy)."""
@@ -261,7 +350,16 @@ class PoolSpec:
         if self.scale_set:
             out.update(scaling=self.scaling, min_runners=self.min_runners, max_runners=self.max_runners,
                        scale_set_name=self.scale_set_name, scale_set_id=self.scale_set_id)
+        out.update(self._docker_dump())
         return out
+
+    def _docker_dump(self) -> dict[str, Any]:
+        """The Docker-in-jobs keys: none for docker "none" (such a spec dumps as it did before them)."""
+        if self.docker == "dind" and self.dind is not None:
+            return {"docker": "dind", "dind": self.dind.dump()}
+        if self.docker == "host":
+            return {"docker": "host", "docker_host_unsafe": True, "docker_host_socket": self.docker_host_socket}
+        return {}
 
     def dumps(self) -> str:
         """The manager's spec file: `dump()` as JSON, indented, keys sorted (stable bytes, stable diffs)."""
@@ -271,6 +369,7 @@ class PoolSpec:
         """A digest of everything that shapes a runner (labels, group, image, container settings):
         runner containers carry it as `ghr.spec-hash`, so a manager knows which are of an older spec."""
         data = {key: _jsonable(getattr(self, key)) for key in _RUNNER_KEYS}
+        data.update(self._docker_dump())  # nothing for docker "none": those runners keep their hash
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def fixed_changes(self, new: PoolSpec) -> list[str]:
@@ -569,6 +668,7 @@ def load_spec(data: Mapping[str, Any], *, runtimes: Iterable[str] | None = None,
         if slots_raw > available:
             raise SpecError("slots", f"{slots_raw} slots but container.gpu_per_slot pins one of {available} GPUs to"
                             " each slot; lower slots or list more GPUs")
+    docker, dind, host_unsafe, host_socket = _docker(data, container, runtimes, require_image)
     drain_timeout = _number(data, "drain_timeout", "", 600.0, exclusive=False)
     metrics_port = _int(data, "metrics_port", "", 9101, minimum=0)
     assert metrics_port is not None
@@ -587,7 +687,8 @@ def load_spec(data: Mapping[str, Any], *, runtimes: Iterable[str] | None = None,
                     metrics_port=metrics_port, reconcile_interval=reconcile_interval,
                     backoff_initial=backoff_initial, backoff_max=backoff_max, scaling=scaling,
                     min_runners=min_runners, max_runners=max_runners, scale_set_name=scale_set_name,
-                    scale_set_id=scale_set_id)
+                    scale_set_id=scale_set_id, docker=docker, dind=dind, docker_host_unsafe=host_unsafe,
+                    docker_host_socket=host_socket)
 
 
 def check_scale_set_name(name: Any, where: str = "scale_set_name") -> str:
@@ -632,3 +733,116 @@ def _scaling(data: Mapping[str, Any], name_prefix: str) -> tuple[Literal["fixed"
     scale_set_name = check_scale_set_name(name_prefix if name is None else name)
     scale_set_id = _int(data, "scale_set_id", "", None, minimum=1)
     return "scale_set", min_runners, max_runners, scale_set_name, scale_set_id
+
+
+def _docker(data: Mapping[str, Any], container: ContainerSpec, runtimes: Iterable[str] | None, require_image: bool,
+            ) -> tuple[Literal["none", "dind", "host"], DindSpec | None, bool, str | None]:
+    """`docker`, its `dind` settings and the `host` mode's flag and socket, checked against the container."""
+    docker = data.get("docker", "none")
+    if docker is None:
+        docker = "none"
+    if docker not in DOCKER_MODES:
+        raise SpecError("docker", f"expected \"none\", \"dind\" or \"host\", got {docker!r}")
+    if docker != "dind" and data.get("dind") is not None:
+        raise SpecError("dind", "is for docker \"dind\" only; remove it or set docker to \"dind\"")
+    if docker != "host":
+        for key in ("docker_host_unsafe", "docker_host_socket"):
+            if data.get(key) is not None:
+                raise SpecError(key, "is for docker \"host\" only; remove it")
+    if docker != "none" and "DOCKER_HOST" in container.env:
+        raise SpecError("container.env.DOCKER_HOST", f"the manager points DOCKER_HOST at the job's engine for"
+                        f" docker {docker!r}; remove it from env")
+    if docker == "host":
+        if _bool(data, "docker_host_unsafe", "", False) is not True:
+            raise SpecError("docker_host_unsafe", "docker \"host\" hands every job the host's Docker socket: root on"
+                            " the host and every other job's containers; set docker_host_unsafe true to accept"
+                            " that, or use docker \"dind\" (a private engine per job)")
+        if container.hardened:
+            raise SpecError("container.hardened", "a hardened runner cannot hold the host's Docker socket (it is root"
+                            " on the host); use docker \"dind\" or drop hardened")
+        socket = _str(data, "docker_host_socket", "", required=False, default="/var/run/docker.sock")
+        assert socket is not None
+        if not socket.startswith("/"):
+            raise SpecError("docker_host_socket", f"expected the absolute path of the host's socket, got {socket!r}")
+        return "host", None, True, socket
+    if docker == "none":
+        return "none", None, False, None
+    raw = data.get("dind")
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise SpecError("dind", f"expected an object, got {raw!r}")
+    for key in raw:
+        if key not in _DIND_KEYS:
+            raise SpecError(f"dind.{key}", f"unknown key; dind takes {', '.join(_DIND_KEYS)}")
+    mirrors = _registry_list(raw.get("registry_mirrors"), "dind.registry_mirrors", _mirror)
+    insecure = _registry_list(raw.get("insecure_registries"), "dind.insecure_registries", _insecure_registry)
+    runtime = _str(raw, "runtime", "dind.", required=False)
+    if runtime is not None:
+        if not _IDENT.match(runtime):
+            raise SpecError("dind.runtime", f"expected a runtime name like sysbox-runc, got {runtime!r}")
+        if runtimes is not None and runtime not in set(runtimes):
+            known = ", ".join(sorted(runtimes)) or "none"
+            raise SpecError("dind.runtime", f"{runtime!r} is not a runtime of this Docker engine (it has: {known});"
+                            " install it (sysbox-runc) or leave dind.runtime out for a sidecar engine")
+        for key in ("image", "security"):
+            if raw.get(key) is not None:
+                raise SpecError(f"dind.{key}", "an engine inside the runner container (dind.runtime) has no sidecar;"
+                                f" remove {key} or dind.runtime")
+        if container.runtime is not None and container.runtime != runtime:
+            raise SpecError("container.runtime", f"is {container.runtime!r} but dind.runtime runs the runner under"
+                            f" {runtime!r}; remove one")
+        if container.hardened:
+            raise SpecError("container.hardened", "an engine inside the runner container needs the capabilities and"
+                            " writable root a hardened runner drops; leave dind.runtime out (a sidecar engine keeps"
+                            " the runner hardened) or drop hardened")
+        return "dind", DindSpec(image=None, security=None, registry_mirrors=mirrors, insecure_registries=insecure,
+                                runtime=runtime), False, None
+    security = raw.get("security", "privileged")
+    if security is None:
+        security = "privileged"
+    if security not in DIND_SECURITY:
+        raise SpecError("dind.security", f"expected \"privileged\" (ordinary hosts) or \"caps\" (hosts where"
+                        f" --privileged fails: every capability but SYS_RESOURCE), got {security!r}")
+    image = _str(raw, "image", "dind.", required=False)
+    if image is None and require_image:
+        raise SpecError("dind.image", "is missing: a dind pool's manager runs the sidecar image the Pulumi program"
+                        " built, and the program writes its id into the spec at deploy (PoolSpec.with_dind_image);"
+                        " run pulumi up")
+    mode = container.network_mode
+    if mode == "host" or mode.startswith("container:"):
+        raise SpecError("container.network_mode", f"{mode!r}: a dind runner and its engine share a network namespace of"
+                        " their own (the engine makes bridges and firewall rules in it); use bridge, none or a"
+                        " network name")
+    return "dind", DindSpec(image=image, security=security, registry_mirrors=mirrors,
+                            insecure_registries=insecure), False, None
+
+
+def _registry_list(value: Any, where: str, check: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise SpecError(where, f"expected a list, got {value!r}")
+    out: list[str] = []
+    for i, item in enumerate(value):
+        normal = check(item, f"{where}[{i}]")
+        if normal in out:
+            raise SpecError(f"{where}[{i}]", f"{item!r} is listed twice")
+        out.append(normal)
+    return tuple(out)
+
+
+def _mirror(value: Any, where: str) -> str:
+    """A registry mirror as dockerd takes it: http(s)://host[:port], no path, query or credentials."""
+    if not isinstance(value, str) or not _MIRROR.match(value.strip()):
+        raise SpecError(where, f"expected a registry mirror URL like https://mirror.example:5000 (http or https, no"
+                        f" path, no user:password), got {value!r}")
+    return value.strip().rstrip("/")
+
+
+def _insecure_registry(value: Any, where: str) -> str:
+    """An insecure registry as dockerd takes it: host[:port] or an IPv4 CIDR, no scheme."""
+    if isinstance(value, str) and (_REGISTRY_HOST.match(value.strip()) or _CIDR.match(value.strip())):
+        return value.strip()
+    raise SpecError(where, f"expected host[:port] (like registry.local:5000) or a CIDR (10.0.0.0/8), without"
+                    f" http://, got {value!r}")

@@ -348,3 +348,154 @@ def test_a_scale_set_spec_built_by_hand_is_consistent() -> None:
         dataclasses.replace(spec, slots=2)
     with pytest.raises(SpecError):
         dataclasses.replace(load_spec(MINIMAL), min_runners=1)
+
+
+# ---- docker in jobs: none (default), dind (a private engine per runner), host (unsafe) -------------
+
+DIND: dict[str, Any] = minimal_with(docker="dind", dind={"image": "sha256:dind", "security": "privileged"})
+
+DOCKER_NORMAL_FORMS = {
+    "dind sidecar": DIND,
+    "dind caps, mirrors, insecure": minimal_with(docker="dind", dind={
+        "image": "sha256:dind", "security": "caps", "registry_mirrors": ["http://127.0.0.1:5000", "https://m.example"],
+        "insecure_registries": ["127.0.0.1:5000", "10.0.0.0/8", "registry.local"]}),
+    "dind sidecar image not known yet": minimal_with(docker="dind", dind={"image": None, "security": "privileged"}),
+    "dind hardened runner": minimal_with(container={"hardened": True}, docker="dind",
+                                         dind={"image": "sha256:dind", "security": "privileged"}),
+    "dind in the runner under sysbox": minimal_with(docker="dind", dind={"runtime": "sysbox-runc"}),
+    "dind on a scale set": minimal_with(slots=2, scaling="scale_set", min_runners=0, max_runners=2,
+                                        scale_set_name="sandbox-cpu-local", scale_set_id=3, docker="dind",
+                                        dind={"image": "sha256:dind", "security": "caps"}),
+    "host, unsafe": minimal_with(docker="host", docker_host_unsafe=True, docker_host_socket="/var/run/docker.sock"),
+}
+
+
+@pytest.mark.parametrize("data", DOCKER_NORMAL_FORMS.values(), ids=DOCKER_NORMAL_FORMS.keys())
+def test_docker_forms_round_trip(data: dict[str, Any]) -> None:
+    """Every docker form is its own normal form, and load_spec(dump()) gives the same spec back."""
+    spec = load_spec(data, require_image=False)
+    assert spec.dump() == data
+    assert load_spec(json.loads(spec.dumps()), require_image=False) == spec
+
+
+def test_docker_none_is_the_default_and_dumps_as_before() -> None:
+    """Without `docker`, or with "none" and no dind, the spec is what it was: no docker keys, same runner hash."""
+    spec = load_spec(MINIMAL)
+    assert (spec.docker, spec.dind, spec.docker_host_unsafe, spec.dind_sidecar) == ("none", None, False, False)
+    explicit = load_spec(minimal_with(docker="none", dind=None))
+    assert explicit == spec and explicit.dump() == MINIMAL
+    assert spec.runner_hash() == load_spec(minimal_with(docker=None)).runner_hash()
+
+
+@pytest.mark.parametrize(("dind", "normal"), [
+    ({}, {"image": None, "security": "privileged"}),
+    (None, {"image": None, "security": "privileged"}),
+    ({"security": None, "registry_mirrors": [], "insecure_registries": []}, {"image": None, "security": "privileged"}),
+    ({"registry_mirrors": ["https://m.example:5000/", " http://10.0.0.1 "]},
+     {"image": None, "security": "privileged", "registry_mirrors": ["https://m.example:5000", "http://10.0.0.1"]}),
+], ids=["empty", "null", "explicit defaults", "mirror slashes and spaces"])
+def test_dind_dump_normalises(dind: Any, normal: dict[str, Any]) -> None:
+    """dind's defaults are filled in (security privileged), empty lists and trailing slashes left out."""
+    assert load_spec(minimal_with(docker="dind", dind=dind), require_image=False).dump()["dind"] == normal
+
+
+def test_a_dind_manager_refuses_a_spec_without_sidecar_image() -> None:
+    """A dind sidecar pool's spec needs dind.image like image; with_dind_image fills it in at deploy."""
+    draft = load_spec(minimal_with(docker="dind", dind={}), require_image=False)
+    with pytest.raises(SpecError, match="pulumi up") as info:
+        load_spec(draft.dump())
+    assert info.value.field == "dind.image"
+    spec = draft.with_dind_image("sha256:dind")
+    assert spec.dind is not None and spec.dind.image == "sha256:dind" and spec.dind_sidecar
+    assert load_spec(spec.dump()) == spec and draft.runner_hash() != spec.runner_hash()
+
+
+@pytest.mark.parametrize("spec_data", [MINIMAL, minimal_with(docker="dind", dind={"runtime": "sysbox-runc"})],
+                         ids=["docker none", "engine in the runner"])
+def test_with_dind_image_needs_a_sidecar(spec_data: dict[str, Any]) -> None:
+    """Only a dind pool with a sidecar has a sidecar image."""
+    with pytest.raises(SpecError) as info:
+        load_spec(spec_data).with_dind_image("sha256:dind")
+    assert info.value.field == "dind.image"
+
+
+def test_dind_settings_shape_the_runner_hash() -> None:
+    """Runners of another docker mode or other engine settings are of an older spec (replaced as pairs)."""
+    hashes = {load_spec(d).runner_hash() for d in (MINIMAL, DIND, minimal_with(
+        docker="dind", dind={"image": "sha256:dind", "security": "caps"}), minimal_with(
+        docker="dind", dind={"image": "sha256:dind", "registry_mirrors": ["http://127.0.0.1:5000"]}))}
+    assert len(hashes) == 4
+
+
+@pytest.mark.parametrize(("changes", "field", "words"), [
+    ({"docker": "docker-in-docker"}, "docker", "\"dind\""),
+    ({"docker": True}, "docker", "none"),
+    ({"dind": {"security": "root"}}, "dind.security", "caps"),
+    ({"dind": {"registry_mirrors": ["mirror.example"]}}, "dind.registry_mirrors[0]", "http or https"),
+    ({"dind": {"registry_mirrors": ["https://m.example/v2"]}}, "dind.registry_mirrors[0]", "no\\s+path"),
+    ({"dind": {"registry_mirrors": ["https://u:p@m.example"]}}, "dind.registry_mirrors[0]", "user:password"),
+    ({"dind": {"registry_mirrors": "https://m.example"}}, "dind.registry_mirrors", "list"),
+    ({"dind": {"registry_mirrors": ["https://m.example", "https://m.example/"]}}, "dind.registry_mirrors[1]", "twice"),
+    ({"dind": {"insecure_registries": ["http://r.local:5000"]}}, "dind.insecure_registries[0]", "without http"),
+    ({"dind": {"mirrors": []}}, "dind.mirrors", "unknown key"),
+    ({"dind": "yes"}, "dind", "object"),
+    ({"dind": {"runtime": "sysbox runc"}}, "dind.runtime", "runtime name"),
+    ({"dind": {"runtime": "sysbox-runc", "security": "caps"}}, "dind.security", "no sidecar"),
+    ({"dind": {"runtime": "sysbox-runc", "image": "sha256:x"}}, "dind.image", "no sidecar"),
+    ({"dind": {"runtime": "sysbox-runc"}, "container": {"runtime": "runsc"}}, "container.runtime", "remove one"),
+    ({"dind": {"runtime": "sysbox-runc"}, "container": {"hardened": True}}, "container.hardened", "sidecar"),
+    ({"container": {"network_mode": "host"}}, "container.network_mode", "network namespace"),
+    ({"container": {"network_mode": "container:other"}}, "container.network_mode", "network namespace"),
+    ({"container": {"env": {"DOCKER_HOST": "tcp://x:2375"}}}, "container.env.DOCKER_HOST", "remove it"),
+    ({"docker": "none"}, "dind", "docker \"dind\" only"),
+    ({"docker": "none", "dind": None, "docker_host_unsafe": True}, "docker_host_unsafe", "\"host\" only"),
+    ({"docker": "host", "dind": None}, "docker_host_unsafe", "root on\\s+the host"),
+    ({"docker": "host", "dind": None, "docker_host_unsafe": False}, "docker_host_unsafe", "root on\\s+the host"),
+    ({"docker": "host", "dind": None, "docker_host_unsafe": "yes"}, "docker_host_unsafe", "true or false"),
+    ({"docker": "host", "dind": None, "docker_host_unsafe": True, "docker_host_socket": "docker.sock"},
+     "docker_host_socket", "absolute"),
+    ({"docker": "host", "dind": None, "docker_host_unsafe": True, "container": {"hardened": True}},
+     "container.hardened", "root"),
+], ids=["unknown mode", "not a string", "unknown security", "mirror not a URL", "mirror with path",
+        "mirror with credentials", "mirrors not a list", "mirror twice", "insecure with scheme", "unknown dind key",
+        "dind not an object", "bad runtime", "runtime with security", "runtime with image",
+        "runtime against container runtime", "runtime hardened", "host network", "container network",
+        "DOCKER_HOST by hand", "dind without dind", "unsafe without host", "host without flag", "host flag false",
+        "host flag not bool", "host socket relative", "host hardened"])
+def test_docker_refusals_name_the_field(changes: dict[str, Any], field: str, words: str) -> None:
+    """Every docker refusal names its field and says what to do."""
+    data = {**DIND, **changes}
+    data = {k: v for k, v in data.items() if v is not None or k in MINIMAL}
+    with pytest.raises(SpecError, match=words) as info:
+        load_spec(data)
+    assert info.value.field == field
+
+
+def test_dind_runtime_is_checked_against_the_engine() -> None:
+    """dind.runtime is checked for shape alone, and against the engine's runtimes when they are known."""
+    data = minimal_with(docker="dind", dind={"runtime": "sysbox-runc"})
+    assert load_spec(data).dind == load_spec(data, runtimes=["runc", "sysbox-runc"]).dind
+    with pytest.raises(SpecError, match="sysbox") as info:
+        load_spec(data, runtimes=["runc"])
+    assert info.value.field == "dind.runtime"
+
+
+def test_hardened_runner_combines_with_a_dind_sidecar() -> None:
+    """A hardened runner keeps its guarantees next to a sidecar engine: nothing of hardened is dropped."""
+    spec = load_spec(minimal_with(container={"hardened": True}, docker="dind", dind={"image": "sha256:d"}))
+    assert spec.container.hardened and spec.container.cap_drop == ("ALL",) and spec.container.no_new_privileges
+    assert spec.dind_sidecar
+
+
+def test_a_hand_built_docker_spec_is_consistent() -> None:
+    """PoolSpec itself refuses dind settings without docker "dind", and docker "host" without the flag."""
+    from pool_manager.spec import DindSpec
+
+    with pytest.raises(SpecError):
+        dataclasses.replace(load_spec(MINIMAL), dind=DindSpec())
+    with pytest.raises(SpecError):
+        dataclasses.replace(load_spec(MINIMAL), docker="dind")
+    with pytest.raises(SpecError):
+        dataclasses.replace(load_spec(MINIMAL), docker="host")
+    with pytest.raises(SpecError):
+        DindSpec(security="root")  # type: ignore[arg-type]
