@@ -49,8 +49,10 @@ HOST_KEYS = {"name", "url", "sshOptions", "tls", "socketPath"}
 TLS_KEYS = {"ca", "cert", "key"}
 POOL_KEYS = {
     "name", "hosts", "slots", "labels", "runnerGroup", "image", "container", "drainTimeout", "metricsPort",
-    "readyTimeout", "scaling", "minRunners", "maxRunners", "scaleSetName",
+    "readyTimeout", "scaling", "minRunners", "maxRunners", "scaleSetName", "docker", "dockerUnsafeHost", "dind",
 }
+DOCKER_MODES = ("none", "dind", "host")  # a pool's `docker`: pool_manager.spec.DOCKER_MODES
+DIND_KEYS = {"security", "registryMirrors", "insecureRegistries", "runtime"}
 SCALINGS = {"fixed": "fixed", "scaleSet": "scale_set", "scale_set": "scale_set"}  # config value -> spec value
 MAX_RUNNERS = 64  # per host, as slots
 IMAGE_KEYS = {"base", "runnerVersion", "runnerSha256", "runnerUrl", "extraPackages"}
@@ -145,10 +147,19 @@ class PoolConfig:
     min_runners: int | None = None
     max_runners: int | None = None
     scale_set_name: str | None = None  # None: each host's scale set is named by its name_prefix
+    # Docker in jobs: "none", "dind" (a private engine per runner) or "host" (behind docker_unsafe_host).
+    docker: str = "none"
+    docker_unsafe_host: bool = False
+    dind: Mapping[str, Any] = field(default_factory=dict)  # as configured, in the spec's snake_case; no image
 
     @property
     def scale_set(self) -> bool:
         return self.scaling == "scale_set"
+
+    @property
+    def dind_sidecar(self) -> bool:
+        """True when each runner of this pool gets a sidecar engine (and each host needs the sidecar image)."""
+        return self.docker == "dind" and self.dind.get("runtime") is None
 
     def name_prefix(self, stack: str, host: str) -> str:
         return f"{stack}-{self.name}-{host}"
@@ -486,8 +497,41 @@ def _container_to_spec(c: _Checker, raw: Any, path: str) -> dict[str, Any]:
     for j, v in enumerate(out.get("volumes") or []):
         if isinstance(v, Mapping) and str(v.get("source", "")).rstrip("/") in ("/var/run/docker.sock", "/run/docker.sock"):
             c.add(f"{path}.volumes[{j}].source", "mounts the host's Docker socket into every job (root on the host)",
-                  "remove it; Docker inside jobs needs a per-job sidecar or the sysbox runtime")
+                  "remove it; set the pool's docker: dind for a private engine per job")
     return out
+
+
+def _parse_docker(c: _Checker, p: Mapping[str, Any], pp: str) -> tuple[str, bool, dict[str, Any]]:
+    """A pool's ``docker`` mode, ``dockerUnsafeHost`` and ``dind`` settings (snake_case, as the spec takes them).
+    The settings' values (mirror URLs, security, runtime, what combines with ``container``) are checked by the
+    spec's ``load_spec`` and reported under these keys."""
+    mode = p.get("docker")
+    if mode is None:
+        mode = "none"
+    if mode not in DOCKER_MODES:
+        c.add(f"{pp}.docker", f"expected none, dind or host, got {_show(mode)}",
+              "dind gives each job a private Docker engine; leave docker out for no Docker in jobs")
+        mode = "none"
+    unsafe = p.get("dockerUnsafeHost", False)
+    if unsafe is None:
+        unsafe = False
+    if not isinstance(unsafe, bool):
+        c.add(f"{pp}.dockerUnsafeHost", f"expected true or false, got {_show(unsafe)}",
+              "true only if every job may have root on the host (docker: host)")
+        unsafe = False
+    if mode == "host" and not unsafe:
+        c.add(f"{pp}.docker", "host hands every job the host's Docker socket: root on the host and every other job's"
+              " containers", "use docker: dind (a private engine per job), or add dockerUnsafeHost: true to accept that")
+    if unsafe and mode != "host":
+        c.add(f"{pp}.dockerUnsafeHost", f"only applies to docker: host (this pool has docker: {mode})", "remove it")
+    raw = p.get("dind")
+    if raw is not None and mode != "dind":
+        c.add(f"{pp}.dind", f"only applies to docker: dind (this pool has docker: {mode})",
+              "add docker: dind, or remove dind")
+        return str(mode), bool(unsafe), {}
+    dind = c.mapping(raw, f"{pp}.dind", "dind: {security, registryMirrors, insecureRegistries, runtime}") or {}
+    c.unknown_keys(dind, DIND_KEYS, f"{pp}.dind")
+    return str(mode), bool(unsafe), {_snake(k): v for k, v in dind.items() if k in DIND_KEYS}
 
 
 def _parse_pools(c: _Checker, raw: Any, hosts: Sequence[HostConfig], github: GitHubConfig | None,
@@ -554,6 +598,7 @@ def _parse_pools(c: _Checker, raw: Any, hosts: Sequence[HostConfig], github: Git
                   "remove runnerGroup, or use an organisation scope")
         image = _parse_image(c, p.get("image"), f"{pp}.image")
         container = _container_to_spec(c, p.get("container"), f"{pp}.container")
+        docker, docker_unsafe_host, dind = _parse_docker(c, p, pp)
         drain = c.int_in(p.get("drainTimeout"), f"{pp}.drainTimeout", 0, 86400, 600)
         port = c.int_in(p.get("metricsPort"), f"{pp}.metricsPort", 1024, 65535, 9101 + i)
         ready_timeout = c.int_in(p.get("readyTimeout"), f"{pp}.readyTimeout", 0, 3600, 180)
@@ -575,7 +620,8 @@ def _parse_pools(c: _Checker, raw: Any, hosts: Sequence[HostConfig], github: Git
                                     labels=tuple(str(x) for x in labels), runner_group=group, image=image,
                                     container=container, drain_timeout=drain, metrics_port=port,
                                     ready_timeout=ready_timeout, scaling=scaling, min_runners=min_runners,
-                                    max_runners=max_runners, scale_set_name=scale_set_name))
+                                    max_runners=max_runners, scale_set_name=scale_set_name, docker=docker,
+                                    docker_unsafe_host=docker_unsafe_host, dind=dind))
     return pools
 
 
@@ -625,13 +671,19 @@ def _parse_scaling(c: _Checker, p: Mapping[str, Any], pp: str,
 
 # ---- the pool spec -----------------------------------------------------------------------------
 
-def _spec_document(stack: str, github: GitHubConfig, pool: PoolConfig, host: str) -> dict[str, Any]:
-    """The pool spec's JSON form (design.md, "Pool spec") as configured, without the image."""
+def _spec_document(stack: str, github: GitHubConfig, pool: PoolConfig, host: str,
+                   socket_path: str = "/var/run/docker.sock") -> dict[str, Any]:
+    """The pool spec's JSON form (design.md, "Pool spec") as configured, without the image (nor the sidecar's).
+    ``socket_path`` is the host's Docker socket (``ghr:hosts[i].socketPath``), for docker: host."""
     scaling: dict[str, Any] = {}
     if pool.scale_set:
         scaling = {"scaling": "scale_set", "min_runners": pool.min_runners, "max_runners": pool.max_runners}
         if pool.scale_set_name is not None:
             scaling["scale_set_name"] = pool.scale_set_name
+    if pool.docker == "dind":
+        scaling.update(docker="dind", dind=dict(pool.dind))
+    elif pool.docker == "host":
+        scaling.update(docker="host", docker_host_unsafe=pool.docker_unsafe_host, docker_host_socket=socket_path)
     return {
         "pool": pool.name,
         "stack": stack,
@@ -660,9 +712,12 @@ def _build_specs(c: _Checker, stack: str, github: GitHubConfig, hosts: Sequence[
             if host not in defined:
                 continue  # reported at ghr:pools[i].hosts
             try:
-                specs[(pool.name, host)] = load_spec(_spec_document(stack, github, pool, host), require_image=False)
+                socket_path = next(h.socket_path for h in hosts if h.name == host)
+                specs[(pool.name, host)] = load_spec(_spec_document(stack, github, pool, host, socket_path),
+                                                     require_image=False)
             except SpecError as exc:
                 key = "maxRunners" if pool.scale_set and exc.field == "slots" else _spec_path_to_config(exc.field)
+                key = {"docker_host_unsafe": "dockerUnsafeHost"}.get(exc.field, key)
                 path = f"{NAMESPACE}:pools[{index.get(pool.name, i)}].{key}"
                 reason, fix = exc.reason, ""
                 if exc.field == "scale_set_name" and pool.scale_set_name is None:
