@@ -12,6 +12,7 @@ import pulumi
 from pulumi.runtime import config as runtime_config
 
 from components import ConfigError, Fleet, parse_config
+from components.image import missing_dind_dockerfile
 from components.preflight import runner_version_warnings_for
 
 
@@ -38,6 +39,11 @@ try:
 except ConfigError as exc:
     # pulumi.log.error + a bare exit would hide the message; raising RunError prints it alone.
     raise pulumi.RunError(str(exc)) from None
+
+# A dind sidecar pool needs the sidecar image, built on each of its hosts from runner-image/dind.Dockerfile.
+_dind_pools = [f"ghr:pools[{i}] ({p.name})" for i, p in enumerate(fleet_config.pools) if p.dind_sidecar]
+if _dind_pools and (_problem := missing_dind_dockerfile()):
+    raise pulumi.RunError(f"{', '.join(_dind_pools)}: docker: dind: {_problem}")
 
 if fleet_config.runner_version_check and not os.environ.get("GHR_SKIP_VERSION_CHECK"):
     for warning in runner_version_warnings_for(fleet_config.github, (p.image.runner_version for p in fleet_config.pools)):

@@ -7,10 +7,48 @@ from typing import Any, NotRequired, TypedDict
 
 import pulumi
 
-from .config import FleetConfig
+from .config import FleetConfig, PoolConfig
 from .credentials import GitHubCredentials, GitHubCredentialsArgs
 from .image import RunnerImage, RunnerImageArgs
-from .pool import RunnerPool
+from .pool import RunnerPool, RunnerPoolArgs
+
+
+def docker_warnings(cfg: FleetConfig) -> list[str]:
+    """What a pool's Docker-in-jobs setting gives away, said at every preview (README, "Docker in jobs")."""
+    out: list[str] = []
+    for i, pool in enumerate(cfg.pools):
+        out.extend(_pool_docker_warnings(i, pool))
+    return out
+
+
+def _pool_docker_warnings(i: int, pool: PoolConfig) -> list[str]:
+    where = f"ghr:pools[{i}] (pool {pool.name!r})"
+    if pool.docker == "host":
+        return [f"{where}: docker: host (dockerUnsafeHost) hands every job the host's Docker socket: every job is"
+                " root on the host and can read, exec into and stop every other job's containers (and this stack's"
+                " managers, with their GitHub credentials); container:/services: bind mounts resolve on the host,"
+                " not in the runner. Run only workflows you trust as root here; docker: dind gives each job its own"
+                " engine instead."]
+    if pool.docker != "dind":
+        return []
+    runtime = pool.dind.get("runtime")
+    if runtime is not None:
+        return [f"{where}: docker: dind with dind.runtime {runtime!r} runs each job's Docker engine inside its runner"
+                " container under that runtime, with no privileged sidecar. This path is untested by this project;"
+                f" the manager refuses the pool if the host's engine has no {runtime!r} runtime."]
+    security = pool.dind.get("security") or "privileged"
+    form = ("--privileged" if security == "privileged" else
+            "every capability but SYS_RESOURCE, no seccomp/AppArmor, /sys/fs/cgroup writable")
+    warning = (f"{where}: docker: dind starts a privileged Docker engine next to every runner (dind.security"
+               f" {security}: {form}), and the job drives it. It gives each job an engine of its own: no other job's"
+               " images, containers or volumes, not the host's Docker socket, not the manager's credentials. It is no"
+               " boundary against a hostile job: through that engine a job can reach the host's devices and kernel"
+               " (host disks, kernel modules, cgroup release agents), i.e. root on the host. Run only workflows you"
+               " trust here.")
+    if pool.container.get("hardened"):
+        warning += (" container.hardened still holds for the runner container (read-only root, no capabilities),"
+                    " but the privileged engine beside it is within the job's reach.")
+    return [warning]
 
 
 class FleetArgs(TypedDict):
@@ -51,6 +89,9 @@ class Fleet(pulumi.ComponentResource):
             hosts[h.name] = {"url": h.url, "ssh_options": list(h.ssh_options),
                              "tls": pulumi.Output.secret(dict(h.tls)) if h.tls else None}
 
+        for warning in docker_warnings(cfg):
+            pulumi.log.warn(warning, resource=self)
+
         outputs: dict[str, dict[str, Any]] = {}
         self.pool_resources: dict[tuple[str, str], RunnerPool] = {}
         self.images: dict[tuple[str, str], RunnerImage] = {}
@@ -63,18 +104,23 @@ class Fleet(pulumi.ComponentResource):
                     "stack": cfg.stack, "pool": pool.name, "host_name": host_name, "host": hosts[host_name],
                     "build_args": pool.image.build_args(), "manager_base_image": pool.image.base,
                 }
+                if pool.dind_sidecar:
+                    image_args["dind_sidecar"] = True
                 if args.get("runner_context"):
                     image_args["runner_context"] = args["runner_context"]
                 if args.get("manager_context"):
                     image_args["manager_context"] = args["manager_context"]
                 image = RunnerImage(f"{base}-image", image_args, pulumi.ResourceOptions(parent=self))
-                rp = RunnerPool(f"{base}-pool", {
+                pool_args: RunnerPoolArgs = {
                     "spec": cfg.spec(pool.name, host_name),
                     "runner_image": image.runner_image_id, "manager_image": image.manager_image_id,
                     "host": hosts[host_name], "socket_path": host_cfg.socket_path,
                     "credentials_file": self.credentials.credentials_file,
                     "network_mode": cfg.manager_network_mode, "ready_timeout": pool.ready_timeout,
-                }, pulumi.ResourceOptions(parent=self))
+                }
+                if image.dind_image_id is not None:
+                    pool_args["dind_image"] = image.dind_image_id
+                rp = RunnerPool(f"{base}-pool", pool_args, pulumi.ResourceOptions(parent=self))
                 self.images[(pool.name, host_name)] = image
                 self.pool_resources[(pool.name, host_name)] = rp
                 outputs[pool.name][host_name] = {
@@ -91,6 +137,10 @@ class Fleet(pulumi.ComponentResource):
                     outputs[pool.name][host_name].update(
                         scaling="scaleSet", min_runners=pool.min_runners, max_runners=pool.max_runners,
                         scale_set=rp.scale_set)
+                if pool.docker != "none":  # pools without Docker in jobs keep their outputs as they were
+                    outputs[pool.name][host_name]["docker"] = pool.docker
+                    if image.dind_image_id is not None:
+                        outputs[pool.name][host_name]["dind_image_id"] = image.dind_image_id
         self.pools = pulumi.Output.from_input(outputs)
         self.scope_url = pulumi.Output.from_input(gh.scope_url)
         self.register_outputs({"pools": self.pools, "scope_url": self.scope_url})

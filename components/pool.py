@@ -47,9 +47,16 @@ def _fixed_hash(spec: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(fixed, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _with_images(spec: PoolSpec, runner_image: str, dind_image: str | None) -> PoolSpec:
+    """The spec with the runner image and, for a dind sidecar pool, the sidecar image (both built at deploy)."""
+    out = spec.with_image(runner_image)
+    return out.with_dind_image(dind_image) if dind_image is not None else out
+
+
 class RunnerPoolArgs(TypedDict):
     spec: PoolSpec  # the pool on this host (pool, stack, host, labels, slots, ...), without its image
     runner_image: pulumi.Input[str]  # the runner image id: the spec's image, known at deploy
+    dind_image: NotRequired[pulumi.Input[str]]  # the sidecar image id (spec.dind.image): required for a dind sidecar pool
     manager_image: pulumi.Input[str]
     host: Mapping[str, Any]  # how to reach the Docker engine: {"url", "ssh_options", "tls" (secret Output)}
     socket_path: str  # the Docker socket on that host, mounted into the manager
@@ -73,6 +80,16 @@ class RunnerPool(pulumi.ComponentResource):
             raise TypeError(f"RunnerPool {name}: args['spec'] must be a pool_manager.spec.PoolSpec, got {type(spec).__name__}")
         if spec.image is not None:
             raise ValueError(f"RunnerPool {name}: spec.image is set ({spec.image!r}); leave it to args['runner_image']")
+        if spec.dind is not None and spec.dind.image is not None:
+            raise ValueError(f"RunnerPool {name}: spec.dind.image is set ({spec.dind.image!r}); leave it to"
+                             " args['dind_image']")
+        if spec.dind_sidecar and args.get("dind_image") is None:
+            raise ValueError(f"RunnerPool {name}: pool {spec.pool!r} has docker: dind (a sidecar engine per runner) but"
+                             " no sidecar image; build it with RunnerImage(..., dind_sidecar=True) and pass its"
+                             " dind_image_id as args['dind_image']")
+        if not spec.dind_sidecar and args.get("dind_image") is not None:
+            raise ValueError(f"RunnerPool {name}: args['dind_image'] is given but pool {spec.pool!r} runs no dind"
+                             " sidecar (docker is not dind, or dind.runtime puts the engine in the runner)")
         stack, pool, host_name = spec.stack, spec.pool, spec.host
         wire = spec.dump()
         docker_props = host_props(args["host"])
@@ -87,6 +104,7 @@ class RunnerPool(pulumi.ComponentResource):
             "docker": docker_props,
         }, pulumi.ResourceOptions(parent=self))
         scale_set: RunnerScaleSet | None = None
+        dind_image: pulumi.Input[str | None] = args.get("dind_image")
         fixed_hash: pulumi.Input[str] = _fixed_hash(wire)
         if spec.scale_set:
             scale_set = RunnerScaleSet(f"{name}-scaleset", {
@@ -95,11 +113,12 @@ class RunnerPool(pulumi.ComponentResource):
                 "drain_timeout": wire["drain_timeout"], "pool": pool, "host": host_name, "stack": stack,
             }, pulumi.ResourceOptions(parent=self, depends_on=[registration]))
             scale_set_id = scale_set.scale_set_id
-            spec_json = pulumi.Output.all(args["runner_image"], scale_set_id).apply(
-                lambda a: spec.with_image(a[0]).with_scale_set_id(int(a[1])).dumps())
+            spec_json = pulumi.Output.all(args["runner_image"], scale_set_id, dind_image).apply(
+                lambda a: _with_images(spec, a[0], a[2]).with_scale_set_id(int(a[1])).dumps())
             fixed_hash = scale_set_id.apply(lambda i: _fixed_hash(spec.with_scale_set_id(int(i)).dump()))
         else:
-            spec_json = pulumi.Output.from_input(args["runner_image"]).apply(lambda image: spec.with_image(image).dumps())
+            spec_json = pulumi.Output.all(args["runner_image"], dind_image).apply(
+                lambda a: _with_images(spec, a[0], a[1]).dumps())
         manager_name = f"ghr-{stack}-{pool}-manager"
         manager = DockerContainer(f"{name}-manager", {
             "name": manager_name,
