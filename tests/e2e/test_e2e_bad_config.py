@@ -20,6 +20,9 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
      "ghr:pools[0].container.volumes[0].source"),
     ("scale-set-min-over-max", {"slots": None, "scaling": "scaleSet", "minRunners": 3, "maxRunners": 2},
      "ghr:pools[0].minRunners"),
+    ("docker-dind-mirror-not-url", {"docker": "dind", "dind": {"registryMirrors": ["mirror.example:5000"]}},
+     "ghr:pools[0].dind.registryMirrors[0]"),
+    ("docker-host-without-unsafe-flag", {"docker": "host"}, "ghr:pools[0].docker"),
 ]
 
 
