@@ -18,6 +18,11 @@ engine per runner: a sidecar container of the `dind.image` made and removed with
 own socket, only with `docker_host_unsafe: true`: every job is then root on the host). The sidecar image id
 is filled in at deploy like the runner image (`with_dind_image`).
 
+`cache` (optional) points the pool's runners at their host's caches (issue 11, components/cache.py): the runners
+join `cache.network` (instead of the default bridge), apt in them uses `cache.apt_proxy`, and a dind engine lists
+`cache.registry_mirror` among its mirrors (the program puts it into `dind.registry_mirrors` too). Left out of the
+dump and of the runner hash when not set.
+
 Pure: no Docker, no network, no file access.
 """
 
@@ -39,6 +44,7 @@ __all__ = [
     "MAX_SCALE_SET_NAME_LENGTH",
     "SCALE_SET_FIXED_KEYS",
     "GpuSpec",
+    "CacheSpec",
     "ContainerSpec",
     "DindSpec",
     "PoolSpec",
@@ -208,6 +214,24 @@ class ContainerSpec:
 
 
 @dataclass(frozen=True)
+class CacheSpec:
+    """The host caches a pool's runners use: the network they join, apt's proxy, the registry mirror."""
+
+    network: str
+    apt_proxy: str | None = None  # http://host:port of the host's apt-cacher-ng
+    registry_mirror: str | None = None  # http(s)://host:port of the host's pull-through registry
+
+    def dump(self) -> dict[str, Any]:
+        """`network` always; `apt_proxy` and `registry_mirror` when set."""
+        out: dict[str, Any] = {"network": self.network}
+        if self.apt_proxy is not None:
+            out["apt_proxy"] = self.apt_proxy
+        if self.registry_mirror is not None:
+            out["registry_mirror"] = self.registry_mirror
+        return out
+
+
+@dataclass(frozen=True)
 class DindSpec:
     """The private Docker engine of each runner of a `docker: "dind"` pool.
 
@@ -279,6 +303,7 @@ class PoolSpec:
     dind: DindSpec | None = None  # docker "dind" only
     docker_host_unsafe: bool = False  # docker "host" only, and then required
     docker_host_socket: str | None = None  # docker "host": the host's socket path, bind-mounted into runners
+    cache: CacheSpec | None = None  # the host's caches (None: the runners use none)
 
     def __post_init__(self) -> None:
         if self.docker not in DOCKER_MODES:
@@ -351,6 +376,8 @@ class PoolSpec:
             out.update(scaling=self.scaling, min_runners=self.min_runners, max_runners=self.max_runners,
                        scale_set_name=self.scale_set_name, scale_set_id=self.scale_set_id)
         out.update(self._docker_dump())
+        if self.cache is not None:
+            out["cache"] = self.cache.dump()
         return out
 
     def _docker_dump(self) -> dict[str, Any]:
@@ -370,6 +397,8 @@ class PoolSpec:
         runner containers carry it as `ghr.spec-hash`, so a manager knows which are of an older spec."""
         data = {key: _jsonable(getattr(self, key)) for key in _RUNNER_KEYS}
         data.update(self._docker_dump())  # nothing for docker "none": those runners keep their hash
+        if self.cache is not None:  # nothing without a cache: those runners keep their hash
+            data["cache"] = self.cache.dump()
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def fixed_changes(self, new: PoolSpec) -> list[str]:
@@ -688,7 +717,7 @@ def load_spec(data: Mapping[str, Any], *, runtimes: Iterable[str] | None = None,
                     backoff_initial=backoff_initial, backoff_max=backoff_max, scaling=scaling,
                     min_runners=min_runners, max_runners=max_runners, scale_set_name=scale_set_name,
                     scale_set_id=scale_set_id, docker=docker, dind=dind, docker_host_unsafe=host_unsafe,
-                    docker_host_socket=host_socket)
+                    docker_host_socket=host_socket, cache=_cache(data.get("cache"), container))
 
 
 def check_scale_set_name(name: Any, where: str = "scale_set_name") -> str:
@@ -846,3 +875,33 @@ def _insecure_registry(value: Any, where: str) -> str:
         return value.strip()
     raise SpecError(where, f"expected host[:port] (like registry.local:5000) or a CIDR (10.0.0.0/8), without"
                     f" http://, got {value!r}")
+
+
+_CACHE_KEYS = ("network", "apt_proxy", "registry_mirror")
+_APT_PROXY = re.compile(r"^http://[A-Za-z0-9.-]+(:\d{1,5})?/?$")
+
+
+def _cache(value: Any, container: ContainerSpec) -> CacheSpec | None:
+    """The `cache` block: the network the runners join and the URLs of the host's caches on it."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise SpecError("cache", f"expected an object with network, apt_proxy and registry_mirror, got {value!r}")
+    for key in value:
+        if key not in _CACHE_KEYS:
+            raise SpecError(f"cache.{key}", f"unknown key; cache takes {', '.join(_CACHE_KEYS)}")
+    network = _str(value, "network", "cache.")
+    assert network is not None
+    if not _IDENT.match(network) or network in ("bridge", "host", "none"):
+        raise SpecError("cache.network", f"expected the name of the host's cache network, got {network!r}")
+    if container.network_mode != "bridge":
+        raise SpecError("container.network_mode", f"runners that use the host's cache join its network"
+                        f" {network!r} instead of the default bridge; network mode {container.network_mode!r}"
+                        " cannot: remove network_mode or the cache")
+    apt_proxy = _str(value, "apt_proxy", "cache.", required=False)
+    if apt_proxy is not None and not _APT_PROXY.match(apt_proxy):
+        raise SpecError("cache.apt_proxy", f"expected http://host:port of the apt cache, got {apt_proxy!r}")
+    mirror = value.get("registry_mirror")
+    registry_mirror = _mirror(mirror, "cache.registry_mirror") if mirror is not None else None
+    return CacheSpec(network=network, apt_proxy=apt_proxy.rstrip("/") if apt_proxy else None,
+                     registry_mirror=registry_mirror)
