@@ -195,17 +195,24 @@ class RunnerRegistrationProvider(ResourceProvider):
 
     @staticmethod
     def _remove_leftover_containers(props: Mapping[str, Any]) -> None:
-        """Runner containers the manager did not get to remove (it was killed, or drained late)."""
+        """Runner containers the manager did not get to remove (it was killed, or drained late), then the dind
+        sidecars of a `docker: dind` pool (`ghr.role=sidecar`, pool_manager._dind) and the pair volumes they leave."""
         import docker.errors
 
         if not props.get("docker_host"):
             return
-        filters: dict[str, str | list[str] | bool] = {"label": [f"ghr.stack={props['stack']}", f"ghr.pool={props['pool']}",
-                             f"ghr.host={props['host']}", "ghr.role=runner"]}
+        pool = [f"ghr.stack={props['stack']}", f"ghr.pool={props['pool']}", f"ghr.host={props['host']}"]
         with client_from_props(props, timeout=60) as dc:
-            for c in dc.containers.list(all=True, filters=filters):
+            for role in ("runner", "sidecar"):  # the runner first: it uses its sidecar's volumes and network
+                filters: dict[str, str | list[str] | bool] = {"label": [*pool, f"ghr.role={role}"]}
+                for c in dc.containers.list(all=True, filters=filters):
+                    try:
+                        c.remove(force=True, v=True)  # v: a hardened runner's handoff volume, a sidecar's store
+                    except docker.errors.NotFound:
+                        pass
+            for v in dc.volumes.list(filters={"label": [*pool, "ghr.role=sidecar"]}):
                 try:
-                    c.remove(force=True, v=True)  # v: a hardened runner's handoff volume goes too
+                    v.remove(force=True)
                 except docker.errors.NotFound:
                     pass
 
