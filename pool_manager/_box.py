@@ -27,6 +27,8 @@ class Box:
     created: float
     spec_hash: str = ""  # "" for a container made before runners carried the label
     interrupted: bool = False  # stopped by an engine outage, not by its runner (see PoolManager._boxes)
+    paired: bool = False  # docker "dind": made with a sidecar engine container (label ghr.docker=dind)
+    engine_lost: bool = False  # docker "dind": its sidecar is gone or exited; the runner's job cannot go on
 
     @property
     def live(self) -> bool:
@@ -48,11 +50,15 @@ class Box:
             exit_code=int(match.group(1)) if match else None,
             created=float(item.get("Created") or 0),
             spec_hash=labels.get(C.SPEC_HASH, ""),
+            paired=labels.get("ghr.docker") == "dind",
         )
 
 
 def outcome(box: Box) -> str:
-    """`interrupted` (engine outage), `done` (exit 0), `unstarted` (never started) or `failed`."""
+    """`interrupted` (engine outage), `engine_lost` (a dind runner's sidecar ended), `done` (exit 0),
+    `unstarted` (never started) or `failed`."""
     if box.interrupted:
         return "interrupted"
+    if box.engine_lost:
+        return "engine_lost"
     return "done" if box.exit_code == 0 else ("unstarted" if box.state == "created" else "failed")

@@ -17,6 +17,8 @@ RUNNER_UID = 1001
 RUNNER_GID = 1001
 RUNNER_HOME = "/home/runner"  # the runner's root folder and $HOME in the runner image
 RUNNER_STATE_DIR = "/run/ghr-state"  # where the image's .runner/.credentials* symlinks point
+# The runner image's apt hook (runner-image/apt-cache/) reads the host apt cache's URL from `proxy` here.
+APT_PROXY_DIR = "/run/ghr-apt"
 
 # Hardened pools get a read-only root filesystem. Docker refuses put_archive on such a container
 # except into a volume, so the JIT handoff folder becomes an anonymous volume (removed with the
@@ -32,6 +34,10 @@ HARDENED_TMPFS: dict[str, tuple[str, str]] = {
     f"{RUNNER_HOME}/.config": ("64m", "mode=0700"),
     f"{RUNNER_HOME}/.local": ("1g", "mode=0700,exec"),
 }
+
+# Where a runner finds a Docker socket: the dind sidecar's (a volume of the pair), or, for docker "host",
+# the host's socket bind-mounted here.
+DOCKER_SOCKET = "/run/ghr-docker/docker.sock"
 
 ROLE = "ghr.role"
 POOL = "ghr.pool"
@@ -95,12 +101,19 @@ def create_kwargs(spec: PoolSpec, *, slot: int, runner_name: str, runner_id: int
                 owner = "" if target == "/tmp" else f",uid={RUNNER_UID},gid={RUNNER_GID}"
                 tmpfs[target] = f"{options}{owner},size={size}"
         mounts.append(Mount(target=JIT_DIR, source=None, type="volume"))  # anonymous, see HARDENED_TMPFS
+        if spec.cache is not None and spec.cache.apt_proxy:  # the apt proxy file goes there before start
+            mounts.append(Mount(target=APT_PROXY_DIR, source=None, type="volume"))
+    env = dict(c.env)
+    if spec.docker == "host" and spec.docker_host_socket:  # unsafe by the pool's own admission (docker_host_unsafe)
+        mounts.append(Mount(target=DOCKER_SOCKET, source=spec.docker_host_socket, type="bind"))
+        env["DOCKER_HOST"] = f"unix://{DOCKER_SOCKET}"
     kwargs: dict[str, Any] = {
         "image": spec.image,
         "name": runner_name,
         "labels": labels,
-        "environment": dict(c.env),
-        "network_mode": c.network_mode,
+        "environment": env,
+        # A pool that uses its host's cache runs on the cache network (spec.cache.network).
+        "network_mode": spec.cache.network if spec.cache is not None else c.network_mode,
         "detach": True,
         "stop_signal": "SIGTERM",
         "init": False,  # the image runs tini as PID 1 itself
@@ -134,6 +147,8 @@ def create_kwargs(spec: PoolSpec, *, slot: int, runner_name: str, runner_id: int
         kwargs["cap_add"] = list(c.cap_add)
     if c.runtime:
         kwargs["runtime"] = c.runtime
+    if spec.dind is not None and spec.dind.runtime:  # the engine inside the runner (sysbox-runc): untested here
+        kwargs["runtime"] = spec.dind.runtime
     return kwargs
 
 
@@ -147,6 +162,20 @@ def jit_archive(encoded_jit_config: str) -> bytes:
         info.mode = 0o400
         info.uid, info.gid = RUNNER_UID, RUNNER_GID
         info.uname = info.gname = "runner"
+        info.mtime = int(time.time())
+        tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def apt_proxy_archive(url: str) -> bytes:
+    """A tar holding `proxy` (the host apt cache's URL, mode 0644: apt's hook runs as `_apt`), for
+    `put_archive(APT_PROXY_DIR, ...)` before a runner of a pool with `cache.apt_proxy` starts."""
+    data = (url + "\n").encode()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("proxy")
+        info.size = len(data)
+        info.mode = 0o644
         info.mtime = int(time.time())
         tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()

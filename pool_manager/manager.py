@@ -34,6 +34,7 @@ from docker.types import Mount
 from github_client import GitHubClient, GitHubError, RateLimited, Runner, Unprocessable
 
 from . import _containers as C
+from . import _dind as D
 from ._backoff import Backoff
 from ._box import Box, outcome
 from ._drain import drain
@@ -84,7 +85,9 @@ class PoolManager:
         self._docker_factory = docker_factory or (lambda: docker.from_env(timeout=60))
         self._dc: docker.DockerClient | None = None
         self._wake = threading.Event()
-        self._watcher = EventWatcher(self._docker_factory, C.pool_label_filter(spec), pool=spec.pool,
+        # A dind pool's watcher also sees its sidecars die (the pool's labels without the role).
+        watched = D.pair_label_filter(spec) if spec.dind_sidecar else C.pool_label_filter(spec)
+        self._watcher = EventWatcher(self._docker_factory, watched, pool=spec.pool,
                                      stop=self.stop, on_event=self.wake, on_lost=self._engine_went_away,
                                      on_back=self._engine_back)
         self._outage_lock = threading.Lock()
@@ -102,6 +105,9 @@ class PoolManager:
         self._caches_ready: set[str] = set()
         self._pattern = spec.runner_name_pattern()
         self._filters = {"label": C.pool_label_filter(spec)}
+        self._limits = D.Limits(nested=False)  # how a dind pair is bounded; set from the engine at connect
+        self._sidecars: dict[str, Box] = {}  # dind: runner name -> its sidecar, as last listed
+        self.dind_ready_timeout = D.READY_TIMEOUT
         self._draining = False
         self._reconciled = False  # True after the first successful full pass (health leaves `starting`)
         self._github_probe = github_probe
@@ -118,6 +124,8 @@ class PoolManager:
             dc = self._docker_factory()
             dc.ping()
             _check_runtime(dc, self.spec)
+            if self.spec.dind_sidecar:
+                self._limits = D.Limits.for_engine(dc.info())
             self._dc = dc
             event("docker_connected", pool=self.spec.pool)
         return self._dc
@@ -148,9 +156,14 @@ class PoolManager:
           stream was lost or when it came back.
         SIGKILL (`docker kill`, and the manager's own forced removals) keeps the exit-code outcome
         (137: `failed`). A manager that starts fresh adopts exited containers by exit code."""
+        if self.spec.dind_sidecar or self._sidecars:
+            return self._pairs()
         items = self._docker().api.containers(all=True, filters=self._filters)
         boxes = [Box.from_api(item) for item in items]
-        listed = {b.id for b in boxes}
+        return self._judge(boxes, {b.id for b in boxes})
+
+    def _judge(self, boxes: list[Box], listed: set[str]) -> list[Box]:
+        """Mark each box exited (a `die` event the list does not show yet) or `interrupted` (see `_boxes`)."""
         # The engine's container list lags its `die` events by up to a few hundred ms: trust the event.
         died = self._watcher.died(listed)
         stopped = {cid for cid, sig in self._watcher.signals().items() if sig != signal.SIGKILL}
@@ -168,15 +181,71 @@ class PoolManager:
             out.append(b)
         return out
 
+    def _pairs(self) -> list[Box]:
+        """A dind pool's runners (as `_boxes`), each paired with its sidecar. A runner whose sidecar is gone,
+        exited or died is `engine_lost`: its job cannot go on, so it is finished like an exited runner. A
+        sidecar whose runner is gone is removed here and now (an orphan: the manager makes the sidecar first
+        and its runner in the same step, so no pass ever sees a pair half made)."""
+        dc = self._docker()
+        items = dc.api.containers(all=True, filters={"label": D.pair_label_filter(self.spec)})
+        runners = [Box.from_api(i) for i in items if (i.get("Labels") or {}).get(C.ROLE) == "runner"]
+        sidecars = [Box.from_api(i) for i in items if (i.get("Labels") or {}).get(C.ROLE) == D.SIDECAR_ROLE]
+        listed = {b.id for b in runners} | {b.id for b in sidecars}
+        boxes = self._judge(runners, listed)
+        died = self._watcher.died(listed)
+        self._sidecars = {s.runner_name: s for s in sidecars}
+        names = {b.runner_name for b in boxes}
+        out = []
+        for b in boxes:
+            if b.paired:
+                sc = self._sidecars.get(b.runner_name)
+                if sc is None or not sc.live or sc.id in died:
+                    if b.live:
+                        b = dataclasses.replace(b, state="exited", exit_code=None)
+                    b = dataclasses.replace(b, engine_lost=True)
+            out.append(b)
+        for sc in sidecars:
+            if sc.runner_name not in names:
+                event("orphan_sidecar", pool=self.spec.pool, runner=sc.runner_name, container=sc.id[:12])
+                self._remove_sidecar(sc.runner_name)
+                self.metrics.orphans.labels(what="sidecar").inc()
+        return out
+
+    def _remove_sidecar(self, runner_name: str) -> None:
+        """Remove a pair's sidecar (after its runner) with its volumes, then any volume of the pair left over."""
+        dc = self._docker()
+        sc = self._sidecars.pop(runner_name, None)
+        try:
+            dc.api.remove_container(sc.id if sc else D.sidecar_name(runner_name), force=True, v=True)
+        except NotFound:
+            pass
+        except APIError as exc:
+            if exc.status_code != 409:  # 409: removal already in progress
+                raise
+        try:
+            left = dc.api.volumes(filters={"label": [f"{D.PAIR}={runner_name}", f"{C.POOL}={self.spec.pool}",
+                                                    f"{C.STACK}={self.spec.stack}"]})
+        except NotFound:
+            return
+        for vol in (left or {}).get("Volumes") or []:
+            try:
+                dc.api.remove_volume(vol["Name"], force=True)
+            except (NotFound, APIError):
+                pass  # still in use (its runner is being removed): the next removal or sweep takes it
+
     def _remove(self, box: Box, outcome: str) -> None:
         try:
             self._docker().api.remove_container(box.id, force=True, v=True)  # v: a hardened runner's /run/ghr volume
         except NotFound:
+            if box.paired:
+                self._remove_sidecar(box.runner_name)
             return
         except APIError as exc:
             if exc.status_code == 409:  # removal already in progress
                 return
             raise
+        if box.paired:  # the runner first: its sidecar's volumes are free only once it is gone
+            self._remove_sidecar(box.runner_name)
         self.metrics.exits.labels(outcome=outcome).inc()
         event("runner_removed", pool=self.spec.pool, slot=box.slot, runner=box.runner_name,
               runner_id=box.runner_id, state=box.state, exit_code=box.exit_code, outcome=outcome)
@@ -283,10 +352,18 @@ class PoolManager:
             self._check_image()
             self._ensure_caches()
             group_id = self._runner_group_id()
+            failed: PoolError | None = None
             for slot in empty:
                 if self.stop.is_set():
                     return
-                self._start_runner(slot, group_id)
+                try:
+                    self._start_runner(slot, group_id)
+                except PoolError as exc:
+                    if exc.kind != "dind":
+                        raise
+                    failed = failed or exc  # that runner's engine: the other slots still fill
+            if failed is not None:
+                raise failed
 
     def _retire_stale(self, boxes: list[Box], registrations: dict[str, Runner]) -> list[Box]:
         """Remove idle runners made from an older spec (registration first: GitHub refuses if a
@@ -318,6 +395,16 @@ class PoolManager:
         except ImageNotFound:
             raise PoolError("image", f"image {image!r} is not on this Docker engine; build it there"
                             " (pulumi up builds it on each host) or fix the pool's image") from None
+        if self.spec.dind_sidecar:
+            sidecar = self.spec.dind.image if self.spec.dind else None
+            if not sidecar:
+                raise PoolError("image", "the pool spec names no sidecar image (dind.image); the Pulumi program sets"
+                                " it at deploy (PoolSpec.with_dind_image)")
+            try:
+                self._docker().api.inspect_image(sidecar)  # type: ignore[no-untyped-call]
+            except ImageNotFound:
+                raise PoolError("image", f"sidecar image {sidecar!r} (dind.image) is not on this Docker engine;"
+                                " build runner-image/dind.Dockerfile there (pulumi up builds it on each host)") from None
 
     def _ensure_caches(self) -> None:
         """Cache volumes are shared across jobs on purpose; create them writable for the runner user."""
@@ -345,6 +432,8 @@ class PoolManager:
     def _start_runner(self, slot: int, group_id: int) -> str:
         """Start one runner in `slot`; returns its name."""
         name = f"{self.spec.name_prefix}-{slot}-{''.join(secrets.choice(_ALPHABET) for _ in range(6))}"
+        if self.spec.dind_sidecar:
+            return self._start_pair(slot, group_id, name)
         runner_id, encoded_jit_config = self._mint(name, group_id)
         self._minted[name] = time.time()
         container_id: str | None = None
@@ -371,6 +460,78 @@ class PoolManager:
         event("runner_started", pool=self.spec.pool, slot=slot, runner=name, runner_id=runner_id,
               container=(container_id or "")[:12])
         return name
+
+    def _start_pair(self, slot: int, group_id: int, name: str) -> str:
+        """A dind runner: its sidecar first (the engine boots while the runner is registered and made), then
+        the runner, started with its JIT config only once the engine answers (bounded by
+        `dind_ready_timeout`). Any failure undoes both containers and the registration; an engine that
+        never answers fails this runner with kind `dind` (reported, backed off), not the other slots."""
+        dc = self._docker()
+        began = time.monotonic()
+        runner_id: int | None = None
+        sidecar_id: str | None = None
+        container_id: str | None = None
+        try:
+            sidecar = dc.containers.create(**D.sidecar_kwargs(self.spec, slot=slot, runner_name=name,
+                                                              limits=self._limits))
+            sidecar_id = sidecar.id
+            sidecar.start()
+            runner_id, encoded_jit_config = self._mint(name, group_id)
+            self._minted[name] = time.time()
+            assert sidecar_id is not None
+            mounts = dc.api.inspect_container(sidecar_id)["Mounts"]
+            volumes = {m["Destination"]: m["Name"] for m in mounts if m.get("Type") == "volume"}
+            kwargs = D.pair_runner_kwargs(C.create_kwargs(self.spec, slot=slot, runner_name=name, runner_id=runner_id),
+                                          self.spec, sidecar_id=sidecar_id, volumes=volumes, limits=self._limits)
+            container = dc.containers.create(**kwargs)
+            container_id = container.id
+            container.put_archive(C.JIT_DIR, C.jit_archive(encoded_jit_config))
+            waited = self._wait_engine(dc, sidecar_id, name)
+            container.start()
+        except Exception as exc:
+            for cid in (container_id, sidecar_id):  # the runner first: the sidecar's volumes are then free
+                if cid is not None:
+                    try:
+                        dc.api.remove_container(cid, force=True, v=True)
+                    except DockerException:
+                        pass
+            try:
+                self._delete_registration(runner_id, name, "start failed")
+            except GitHubError:
+                pass  # the next full pass sweeps it
+            if isinstance(exc, PoolError):
+                raise
+            raise start_error(exc, self.spec.image or "?") from exc
+        self.metrics.starts.inc()
+        self.metrics.dind_ready.observe(waited)
+        event("runner_started", pool=self.spec.pool, slot=slot, runner=name, runner_id=runner_id,
+              container=(container_id or "")[:12], sidecar=(sidecar_id or "")[:12],
+              engine_wait=f"{waited:.3f}", pair_start=f"{time.monotonic() - began:.3f}")
+        return name
+
+    def _wait_engine(self, dc: docker.DockerClient, sidecar_id: str, name: str) -> float:
+        """Seconds from now until the sidecar's engine answers `docker version` on the pair's socket (an
+        exec in the sidecar); PoolError `dind` if the sidecar exits or `dind_ready_timeout` passes."""
+        start = time.monotonic()
+        deadline = start + self.dind_ready_timeout
+        last = ""
+        while True:
+            try:
+                ex = dc.api.exec_create(sidecar_id, D.ready_command(), stdout=True, stderr=True)
+                out = dc.api.exec_start(ex["Id"])
+                if dc.api.exec_inspect(ex["Id"]).get("ExitCode") == 0:
+                    return time.monotonic() - start
+                last = (out.decode(errors="replace") if isinstance(out, bytes) else str(out)).strip()[-200:]
+            except APIError as exc:  # 409: the sidecar is not running (it exited)
+                if exc.status_code == 409:
+                    raise PoolError("dind", f"the sidecar engine of {name} exited before it answered ({exc.explanation});"
+                                    " see its log (docker logs) and the pool's dind.security") from None
+                last = str(exc.explanation or exc)[-200:]
+            if time.monotonic() >= deadline or self.stop.is_set():
+                raise PoolError("dind", f"the sidecar engine of {name} did not answer within"
+                                f" {self.dind_ready_timeout:.0f} s ({last or 'no answer'}); check dind.security"
+                                " and the host's support for an engine in a container")
+            time.sleep(0.05)
 
     def _report(self, boxes: list[Box], registrations: dict[str, Runner]) -> None:
         idle = busy = starting = 0

@@ -56,6 +56,10 @@ class Metrics:
                                        registry=r)
         self.orphans = Counter("ghr_pool_orphans_removed", "Orphans removed, by what was left over.",
                                ["what"], registry=r)
+        self.dind_ready = Histogram("ghr_pool_dind_engine_wait_seconds", "docker \"dind\": how long a new runner"
+                                    " waited, after its registration and container were made, for its sidecar engine"
+                                    " to answer.", buckets=(0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0),
+                                    registry=r)
         self.last_error = Gauge("ghr_pool_last_error_timestamp_seconds",
                                 "When the last failure of each kind happened (unix time).", ["kind"], registry=r)
         self.healthy = Gauge("ghr_pool_healthy", "1 when the last cycle succeeded, else 0.", registry=r)

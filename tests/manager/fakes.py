@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import requests
-from docker.errors import ImageNotFound, NotFound
+from docker.errors import APIError, ImageNotFound, NotFound
 
 from github_client import Conflict, GitHubError, JitConfig, Runner, RunnerGroup, Unprocessable
 from github_client import NotFound as GhNotFound
@@ -144,6 +144,15 @@ class _Container:
     exit_code: int | None = None
     created: float = field(default_factory=time.time)
     files: dict[str, bytes] = field(default_factory=dict)
+    kwargs: dict[str, Any] = field(default_factory=dict)  # everything else `containers.create` was given
+    anonymous: list[str] = field(default_factory=list)  # the anonymous volumes it made (removed with v=True)
+
+    @property
+    def role(self) -> str:
+        return self.labels.get("ghr.role", "")
+
+    def mounted(self) -> set[str]:
+        return {m["Source"] for m in self.kwargs.get("mounts", []) if m["Type"] == "volume" and m.get("Source")}
 
     def as_list_item(self) -> dict[str, Any]:
         status = f"Exited ({self.exit_code}) 1 second ago" if self.state == "exited" else self.state.capitalize()
@@ -188,9 +197,59 @@ class _Api:
 
     def remove_container(self, container_id: str, force: bool = False, v: bool = False) -> None:
         self._e.check("remove_container")
-        if container_id not in self._e.containers:
+        c = self._e.find(container_id)
+        if c is None:
             raise NotFound(f"No such container: {container_id}")
-        del self._e.containers[container_id]
+        del self._e.containers[c.id]
+        self._e.removed.append(c.name)
+        if v:  # Docker keeps an anonymous volume another container still mounts (by name)
+            for name in c.anonymous:
+                if not any(name in o.mounted() for o in self._e.containers.values()):
+                    self._e.anonymous.pop(name, None)
+
+    def inspect_container(self, container_id: str) -> dict[str, Any]:
+        self._e.check("inspect_container")
+        c = self._e.find(container_id)
+        if c is None:
+            raise NotFound(f"No such container: {container_id}")
+        mounts = [{"Type": m["Type"], "Destination": m["Target"], "Name": m["Source"]}
+                  for m in c.kwargs.get("mounts", []) if m["Type"] == "volume"]
+        return {"Id": c.id, "Name": f"/{c.name}", "Config": {"Labels": dict(c.labels),
+                "Env": [f"{k}={v}" for k, v in (c.kwargs.get("environment") or {}).items()]},
+                "HostConfig": {k: v for k, v in c.kwargs.items() if k != "environment"}, "Mounts": mounts,
+                "State": {"Status": c.state, "ExitCode": c.exit_code or 0}}
+
+    def volumes(self, filters: dict[str, Any] | None = None) -> dict[str, Any]:
+        self._e.check("volumes")
+        wanted = (filters or {}).get("label", [])
+        wanted = [wanted] if isinstance(wanted, str) else wanted
+        return {"Volumes": [{"Name": n, "Labels": dict(lb)} for n, lb in self._e.anonymous.items()
+                            if all_labels(lb, wanted)]}
+
+    def remove_volume(self, name: str, force: bool = False) -> None:
+        self._e.check("remove_volume")
+        if name not in self._e.anonymous:
+            raise NotFound(f"No such volume: {name}")
+        if any(name in c.mounted() for c in self._e.containers.values()):
+            raise _api_error(409, f"volume {name} is in use")
+        del self._e.anonymous[name]
+
+    def exec_create(self, container_id: str, cmd: list[str], **_: Any) -> dict[str, Any]:
+        self._e.check("exec_create")
+        c = self._e.find(container_id)
+        if c is None:
+            raise NotFound(f"No such container: {container_id}")
+        if c.state != "running":
+            raise _api_error(409, f"Container {container_id} is not running")
+        self._e.execs.append((c.name, list(cmd)))
+        return {"Id": c.id}
+
+    def exec_start(self, exec_id: str) -> bytes:
+        self._e.check("exec_start")
+        return b"20.10.24" if self._e.engine_answers(exec_id) else b"Cannot connect to the Docker daemon"
+
+    def exec_inspect(self, exec_id: str) -> dict[str, Any]:
+        return {"ExitCode": 0 if self._e.engine_answers(exec_id) else 1}
 
     def inspect_image(self, image: str) -> dict[str, Any]:
         self._e.check("inspect_image")
@@ -230,12 +289,27 @@ class _Containers:
     def __init__(self, engine: FakeEngine) -> None:
         self._e = engine
 
-    def create(self, image: str, name: str, labels: dict[str, str], **_: Any) -> _Handle:
+    def create(self, image: str, name: str, labels: dict[str, str], **kwargs: Any) -> _Handle:
         self._e.check("create")
         if image not in self._e.images:
             raise ImageNotFound(f"No such image: {image}")
+        if any(c.name == name for c in self._e.containers.values()):
+            raise _api_error(409, f"Conflict. The container name \"/{name}\" is already in use")
+        network = str(kwargs.get("network_mode") or "")
+        if network.startswith("container:") and self._e.find(network.split(":", 1)[1]) is None:
+            raise NotFound(f"No such container: {network.split(':', 1)[1]}")
         cid = f"{next(self._e.ids):064x}"
-        container = _Container(cid, name, dict(labels), image)
+        mounts = []
+        anonymous = []
+        for m in kwargs.get("mounts", []):
+            m = dict(m)
+            if m["Type"] == "volume" and not m.get("Source"):
+                m["Source"] = f"anon-{cid[-6:]}-{len(anonymous)}"
+                anonymous.append(m["Source"])
+                self._e.anonymous[m["Source"]] = dict((m.get("VolumeOptions") or {}).get("Labels") or {})
+            mounts.append(m)
+        container = _Container(cid, name, dict(labels), image, kwargs={**kwargs, "mounts": mounts},
+                               anonymous=anonymous)
         self._e.containers[cid] = container
         self._e.created.append(name)
         return _Handle(self._e, container)
@@ -267,11 +341,17 @@ class FakeClient:
 
     def info(self) -> dict[str, Any]:
         self._e.check("info")
-        return {"Runtimes": {"runc": {}}}
+        return {"Runtimes": {"runc": {}}, "CgroupDriver": "cgroupfs", "CgroupVersion": "1"}
 
 
 def all_labels(labels: dict[str, str], wanted: list[str]) -> bool:
     return all(labels.get(k) == v for k, _, v in (w.partition("=") for w in wanted))
+
+
+def _api_error(status: int, message: str) -> APIError:
+    response = requests.Response()
+    response.status_code = status
+    return APIError(message, response=response, explanation=message)
 
 
 class FakeEngine:
@@ -288,6 +368,19 @@ class FakeEngine:
         self.ids = itertools.count(1)
         self.up = True
         self.calls: Counter[str] = Counter()
+        self.removed: list[str] = []  # names of every container removed, in order
+        self.anonymous: dict[str, dict[str, str]] = {}  # anonymous volume name -> its labels
+        self.execs: list[tuple[str, list[str]]] = []  # (container name, command) of every exec
+        self.dead_engines: set[str] = set()  # sidecar names whose engine never answers
+
+    def find(self, id_or_name: str) -> _Container | None:
+        """A container by id or name, as the engine resolves either."""
+        return self.containers.get(id_or_name) or next(
+            (c for c in self.containers.values() if c.name == id_or_name), None)
+
+    def engine_answers(self, container_id: str) -> bool:
+        c = self.containers.get(container_id)
+        return c is not None and c.state == "running" and c.name not in self.dead_engines
 
     def client(self) -> FakeClient:
         """The manager's `docker_factory`."""
@@ -301,8 +394,13 @@ class FakeEngine:
     # -- what happens to containers --------------------------------------------------------
     def start(self, cid: str) -> None:
         c = self.containers[cid]
+        network = str(c.kwargs.get("network_mode") or "")
+        if network.startswith("container:"):
+            other = self.find(network.split(":", 1)[1])
+            if other is None or other.state != "running":
+                raise _api_error(409, f"cannot join the network of a non running container: {network}")
         c.state = "running"
-        if self.github is not None and self.github.by_name(c.labels.get("ghr.runner-name", "")):
+        if c.role == "runner" and self.github is not None and self.github.by_name(c.labels.get("ghr.runner-name", "")):
             self.github.set(c.labels["ghr.runner-name"], status="online")
 
     def _publish(self, c: _Container, action: str, **attributes: str) -> None:
@@ -317,7 +415,24 @@ class FakeEngine:
             self._publish(c, "die", exitCode=str(code))
 
     def by_runner(self, name: str) -> _Container:
-        return next(c for c in self.containers.values() if c.labels.get("ghr.runner-name") == name)
+        return next(c for c in self.containers.values()
+                    if c.labels.get("ghr.runner-name") == name and c.role == "runner")
+
+    def sidecar_of(self, name: str) -> _Container | None:
+        """The dind sidecar of runner `name`, if there is one."""
+        return next((c for c in self.containers.values()
+                     if c.labels.get("ghr.pair") == name and c.role == "sidecar"), None)
+
+    def kill_sidecar(self, runner_name: str, code: int = 137) -> None:
+        """`docker kill` of a runner's sidecar: its engine is gone; the runner itself keeps running."""
+        c = self.sidecar_of(runner_name)
+        assert c is not None, runner_name
+        self._publish(c, "kill", signal="9")
+        self._die(c, code)
+
+    def in_use(self) -> set[str]:
+        """Anonymous volumes some container mounts."""
+        return {name for c in self.containers.values() for name in c.mounted()}
 
     def finish_job(self, runner_name: str) -> None:
         """The ephemeral runner ran its job: GitHub deletes its registration, the container exits 0."""

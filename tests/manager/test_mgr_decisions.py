@@ -60,11 +60,11 @@ class Pool:
 
     def names(self) -> list[str]:
         """Runner names of the live containers, by slot."""
-        live = sorted(self.engine.running(), key=lambda c: int(c.labels["ghr.slot"]))
+        live = sorted((c for c in self.engine.running() if c.role == "runner"), key=lambda c: int(c.labels["ghr.slot"]))
         return [c.labels["ghr.runner-name"] for c in live]
 
     def slots(self) -> list[int]:
-        return sorted(int(c.labels["ghr.slot"]) for c in self.engine.running())
+        return sorted(int(c.labels["ghr.slot"]) for c in self.engine.running() if c.role == "runner")
 
     def metric(self, name: str, **labels: str) -> float:
         return float(self.mgr.metrics.registry.get_sample_value(name, labels or None) or 0.0)
