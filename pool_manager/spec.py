@@ -19,7 +19,8 @@ own socket, only with `docker_host_unsafe: true`: every job is then root on the 
 is filled in at deploy like the runner image (`with_dind_image`).
 
 `cache` (optional) points the pool's runners at their host's caches (issue 11, components/cache.py): the runners
-join `cache.network` (instead of the default bridge), apt in them uses `cache.apt_proxy`, and a dind engine lists
+join `cache.network` (instead of the default bridge; the program also writes it as `container.network_mode`, so
+a dind sidecar joins it too), apt in them uses `cache.apt_proxy`, and a dind engine lists
 `cache.registry_mirror` among its mirrors (the program puts it into `dind.registry_mirrors` too). Left out of the
 dump and of the runner hash when not set.
 
@@ -894,7 +895,7 @@ def _cache(value: Any, container: ContainerSpec) -> CacheSpec | None:
     assert network is not None
     if not _IDENT.match(network) or network in ("bridge", "host", "none"):
         raise SpecError("cache.network", f"expected the name of the host's cache network, got {network!r}")
-    if container.network_mode != "bridge":
+    if container.network_mode not in ("bridge", network):
         raise SpecError("container.network_mode", f"runners that use the host's cache join its network"
                         f" {network!r} instead of the default bridge; network mode {container.network_mode!r}"
                         " cannot: remove network_mode or the cache")
