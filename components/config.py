@@ -719,6 +719,8 @@ def _build_specs(c: _Checker, stack: str, github: GitHubConfig, hosts: Sequence[
                 key = "maxRunners" if pool.scale_set and exc.field == "slots" else _spec_path_to_config(exc.field)
                 key = {"docker_host_unsafe": "dockerUnsafeHost"}.get(exc.field, key)
                 path = f"{NAMESPACE}:pools[{index.get(pool.name, i)}].{key}"
+                if exc.field == "docker_host_socket":  # docker: host mounts the host's own socketPath
+                    path = f"{NAMESPACE}:hosts[{[h.name for h in hosts].index(host)}].socketPath"
                 reason, fix = exc.reason, ""
                 if exc.field == "scale_set_name" and pool.scale_set_name is None:
                     prefix = pool.name_prefix(stack, host)

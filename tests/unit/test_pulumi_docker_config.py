@@ -114,6 +114,15 @@ def test_bad_docker_config_fails_with_path_value_and_fix(keys: dict[str, Any], p
     assert all(any(w.lower() in m.lower() for m in matching) for w in words), matching
 
 
+def test_host_mode_with_a_relative_socket_path_names_the_hosts_key() -> None:
+    """docker: host mounts ghr:hosts[i].socketPath into runners: a relative one is reported there."""
+    raw = _pool(docker="host", dockerUnsafeHost=True)
+    raw["hosts"][0]["socketPath"] = "docker.sock"
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw, "dev", SECRETS)
+    assert info.value.paths == ["ghr:hosts[0].socketPath"] and "absolute" in str(info.value)
+
+
 def test_a_docker_refusal_is_reported_once_for_a_pool_on_two_hosts() -> None:
     """A bad mirror on a pool with two hosts is one problem, not one per host."""
     raw = _pool(docker="dind", dind={"registryMirrors": ["nope"]})
