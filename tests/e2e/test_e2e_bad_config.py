@@ -45,3 +45,16 @@ def test_preview_rejects_bad_config(bad_stack, emulator, override, path):
     assert path in out and "nothing was changed" in out, out[-2000:]
     assert "Traceback" not in out, out[-2000:]
     assert not bad_stack.resources()
+
+
+def test_preview_of_a_dind_pool_warns_and_plans_its_sidecar_image(bad_stack, emulator):
+    """A valid dind pool previews: the privileged sidecar's cost is a warning, the sidecar image is planned, and
+    nothing is created."""
+    pool = {"name": "cpu", "hosts": ["local"], "slots": 1, "labels": ["self-hosted"], "docker": "dind",
+            "dind": {"security": "caps"}}
+    write_stack_config(bad_stack, emulator, pools=[pool])
+    proc = bad_stack.preview(check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-2000:]
+    assert "privileged Docker engine" in " ".join(out.split()) and "fleet-cpu-local-image-dind" in out, out[-3000:]
+    assert not bad_stack.resources()
