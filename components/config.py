@@ -19,7 +19,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pool_manager.spec import MAX_SCALE_SET_NAME_LENGTH, PoolSpec, SpecError, check_scale_set_name, load_spec
+from pool_manager.spec import (
+    MAX_SCALE_SET_NAME_LENGTH,
+    PoolSpec,
+    SpecError,
+    check_scale_set_name,
+    load_spec,
+    parse_size,
+)
 
 from .docker import validate_host_spec
 
@@ -45,11 +52,25 @@ _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _SCOPE_PATH = re.compile(r"^/(enterprises/[A-Za-z0-9][A-Za-z0-9_-]*|[A-Za-z0-9][A-Za-z0-9_-]*(/[A-Za-z0-9._-]+)?)/?$")
 
 GITHUB_KEYS = {"scope", "apiUrl", "token", "appId", "privateKey", "installationId"}
-HOST_KEYS = {"name", "url", "sshOptions", "tls", "socketPath"}
+HOST_KEYS = {"name", "url", "sshOptions", "tls", "socketPath", "cache"}
+# ghr:hosts[i].cache (issue 11): the host's caches, and ghr:pools[i].cache, which of them a pool uses.
+HOST_CACHE_KEYS = {"apt", "registry", "toolCache", "metricsPort", "keepVolumes"}
+APT_CACHE_KEYS = {"size"}
+REGISTRY_CACHE_KEYS = {"size", "upstream"}
+POOL_CACHE_KINDS = {"apt", "registry", "toolCache"}
+APT_CACHE_PORT = 3142
+REGISTRY_CACHE_PORT = 5000
+DEFAULT_APT_CACHE_SIZE = 10 * 1024**3
+DEFAULT_REGISTRY_CACHE_SIZE = 20 * 1024**3
+DEFAULT_REGISTRY_UPSTREAM = "https://registry-1.docker.io"
+DEFAULT_CACHE_METRICS_PORT = 9180
+MIN_CACHE_SIZE = 64 * 1024**2
+TOOL_CACHE_PATH = "/opt/hostedtoolcache"  # the runner's tool cache, as on GitHub's hosted runners
 TLS_KEYS = {"ca", "cert", "key"}
 POOL_KEYS = {
     "name", "hosts", "slots", "labels", "runnerGroup", "image", "container", "drainTimeout", "metricsPort",
     "readyTimeout", "scaling", "minRunners", "maxRunners", "scaleSetName", "docker", "dockerUnsafeHost", "dind",
+    "cache",
 }
 DOCKER_MODES = ("none", "dind", "host")  # a pool's `docker`: pool_manager.spec.DOCKER_MODES
 DIND_KEYS = {"security", "registryMirrors", "insecureRegistries", "runtime"}
@@ -104,12 +125,55 @@ class GitHubConfig:
 
 
 @dataclass(frozen=True)
+class CacheNames:
+    """The names of one stack's cache objects on a host (containers, volumes, the network)."""
+
+    stack: str
+
+    @property
+    def network(self) -> str:
+        return f"ghr-{self.stack}-cache"
+
+    def container(self, role: str) -> str:  # role: apt | registry | metrics
+        return f"ghr-{self.stack}-cache-{role}"
+
+    def volume(self, kind: str) -> str:  # kind: apt | registry | tools | stats
+        return f"ghr-{self.stack}-cache-{kind}"
+
+    @property
+    def apt_proxy(self) -> str:
+        return f"http://{self.container('apt')}:{APT_CACHE_PORT}"
+
+    @property
+    def registry_mirror(self) -> str:
+        return f"http://{self.container('registry')}:{REGISTRY_CACHE_PORT}"
+
+
+@dataclass(frozen=True)
+class HostCacheConfig:
+    """``ghr:hosts[i].cache``: the caches this host runs for its pools (sizes in bytes)."""
+
+    apt: bool = True
+    apt_size: int = DEFAULT_APT_CACHE_SIZE
+    registry: bool = False
+    registry_size: int = DEFAULT_REGISTRY_CACHE_SIZE
+    registry_upstream: str = DEFAULT_REGISTRY_UPSTREAM
+    tool_cache: bool = False
+    metrics_port: int = DEFAULT_CACHE_METRICS_PORT
+    keep_volumes: bool = True  # `pulumi destroy` keeps the cache volumes (false: deletes them)
+
+    def kinds(self) -> set[str]:
+        return {k for k, on in (("apt", self.apt), ("registry", self.registry), ("toolCache", self.tool_cache)) if on}
+
+
+@dataclass(frozen=True)
 class HostConfig:
     name: str
     url: str
     ssh_options: tuple[str, ...] = ()
     tls: Mapping[str, str] | None = field(default=None, repr=False)
     socket_path: str = "/var/run/docker.sock"
+    cache: HostCacheConfig | None = None  # None: no caches on this host
 
 
 @dataclass(frozen=True)
@@ -151,6 +215,7 @@ class PoolConfig:
     docker: str = "none"
     docker_unsafe_host: bool = False
     dind: Mapping[str, Any] = field(default_factory=dict)  # as configured, in the spec's snake_case; no image
+    cache: frozenset[str] = frozenset()  # the host cache kinds the pool uses: apt, registry, toolCache
 
     @property
     def scale_set(self) -> bool:
@@ -417,9 +482,11 @@ def _parse_hosts(c: _Checker, raw: Any, secret_keys: set[str]) -> list[HostConfi
         if socket_path is None:
             parsed = urllib.parse.urlparse(url or "")
             socket_path = parsed.path if parsed.scheme == "unix" and parsed.path else "/var/run/docker.sock"
+        cache = _parse_host_cache(c, h.get("cache"), f"{hp}.cache")
         if name and url:
             hosts.append(HostConfig(name=name, url=url, ssh_options=tuple(str(o) for o in ssh_options),
-                                    tls=dict(tls) if isinstance(tls, Mapping) else None, socket_path=socket_path))
+                                    tls=dict(tls) if isinstance(tls, Mapping) else None, socket_path=socket_path,
+                                    cache=cache))
     return hosts
 
 
@@ -599,6 +666,7 @@ def _parse_pools(c: _Checker, raw: Any, hosts: Sequence[HostConfig], github: Git
         image = _parse_image(c, p.get("image"), f"{pp}.image")
         container = _container_to_spec(c, p.get("container"), f"{pp}.container")
         docker, docker_unsafe_host, dind = _parse_docker(c, p, pp)
+        cache_kinds = _parse_pool_cache(c, p.get("cache"), f"{pp}.cache")
         drain = c.int_in(p.get("drainTimeout"), f"{pp}.drainTimeout", 0, 86400, 600)
         port = c.int_in(p.get("metricsPort"), f"{pp}.metricsPort", 1024, 65535, 9101 + i)
         ready_timeout = c.int_in(p.get("readyTimeout"), f"{pp}.readyTimeout", 0, 3600, 180)
@@ -621,7 +689,7 @@ def _parse_pools(c: _Checker, raw: Any, hosts: Sequence[HostConfig], github: Git
                                     container=container, drain_timeout=drain, metrics_port=port,
                                     ready_timeout=ready_timeout, scaling=scaling, min_runners=min_runners,
                                     max_runners=max_runners, scale_set_name=scale_set_name, docker=docker,
-                                    docker_unsafe_host=docker_unsafe_host, dind=dind))
+                                    docker_unsafe_host=docker_unsafe_host, dind=dind, cache=cache_kinds))
     return pools
 
 
@@ -669,6 +737,162 @@ def _parse_scaling(c: _Checker, p: Mapping[str, Any], pp: str,
     return "scale_set", min_runners, max_runners, name
 
 
+# ---- per-host caches (issue 11) -----------------------------------------------------------------
+
+def _cache_size(c: _Checker, value: Any, path: str, default: int) -> int:
+    if value is None:
+        return default
+    try:
+        size = parse_size(value, path)
+    except SpecError:
+        c.add(path, f"is not a size (got {_show(value)})", "use a size like 10g or 512m (at least 64m)")
+        return default
+    if size < MIN_CACHE_SIZE:
+        c.add(path, f"{_show(value)} is too small for a cache", "use at least 64m")
+        return default
+    return size
+
+
+def _cache_kind(c: _Checker, value: Any, path: str, keys: set[str]) -> tuple[bool, dict[str, Any]]:
+    """``true`` / ``false`` / ``{settings}`` -> (on, settings)."""
+    if value is None or isinstance(value, bool):
+        return bool(value), {}
+    settings = c.mapping(value, path, "use true, false or {size: 10g}")
+    if settings is None:
+        return False, {}
+    c.unknown_keys(settings, keys, path)
+    return True, settings
+
+
+def _parse_host_cache(c: _Checker, raw: Any, path: str) -> HostCacheConfig | None:
+    """``ghr:hosts[i].cache``: ``true`` (an apt cache, defaults) or ``{apt, registry, toolCache, metricsPort,
+    keepVolumes}``, where ``apt`` and ``registry`` are true/false or ``{size[, upstream]}``."""
+    if raw is None or raw is False:
+        return None
+    if raw is True:
+        return HostCacheConfig()
+    cfg = c.mapping(raw, path, "use true or {apt: {size: 10g}, registry: {size: 20g}, toolCache: true}")
+    if cfg is None:
+        return None
+    c.unknown_keys(cfg, HOST_CACHE_KEYS, path)
+    apt, apt_cfg = _cache_kind(c, cfg.get("apt", True), f"{path}.apt", APT_CACHE_KEYS)
+    registry, reg_cfg = _cache_kind(c, cfg.get("registry", False), f"{path}.registry", REGISTRY_CACHE_KEYS)
+    tool_cache = cfg.get("toolCache", False)
+    if not isinstance(tool_cache, bool):
+        c.add(f"{path}.toolCache", f"expected true or false, got {_show(tool_cache)}")
+        tool_cache = False
+    keep = cfg.get("keepVolumes", True)
+    if not isinstance(keep, bool):
+        c.add(f"{path}.keepVolumes", f"expected true or false, got {_show(keep)}",
+              "true: pulumi destroy keeps the cache volumes; false: it deletes them")
+        keep = True
+    upstream = reg_cfg.get("upstream", DEFAULT_REGISTRY_UPSTREAM)
+    if not isinstance(upstream, str) or not re.match(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?/?$", upstream):
+        c.add(f"{path}.registry.upstream", f"expected the upstream registry's URL, got {_show(upstream)}",
+              f"e.g. {DEFAULT_REGISTRY_UPSTREAM} (no path, no credentials: the mirror holds none)")
+        upstream = DEFAULT_REGISTRY_UPSTREAM
+    if not (apt or registry or tool_cache):
+        c.add(path, "turns every cache off", "remove cache, or turn on apt, registry or toolCache")
+    return HostCacheConfig(
+        apt=apt, apt_size=_cache_size(c, apt_cfg.get("size"), f"{path}.apt.size", DEFAULT_APT_CACHE_SIZE),
+        registry=registry,
+        registry_size=_cache_size(c, reg_cfg.get("size"), f"{path}.registry.size", DEFAULT_REGISTRY_CACHE_SIZE),
+        registry_upstream=upstream.rstrip("/"), tool_cache=tool_cache,
+        metrics_port=c.int_in(cfg.get("metricsPort"), f"{path}.metricsPort", 1024, 65535, DEFAULT_CACHE_METRICS_PORT),
+        keep_volumes=keep)
+
+
+def _parse_pool_cache(c: _Checker, raw: Any, path: str) -> frozenset[str]:
+    """``ghr:pools[i].cache``: ``true`` (every cache its hosts have) or ``{apt, registry, toolCache}`` booleans."""
+    if raw is None or raw is False:
+        return frozenset()
+    if raw is True:
+        return frozenset({"*"})
+    cfg = c.mapping(raw, path, "use true, or pick kinds: {apt: true, registry: true, toolCache: true}")
+    if cfg is None:
+        return frozenset()
+    c.unknown_keys(cfg, POOL_CACHE_KINDS, path)
+    kinds = set()
+    for key in sorted(POOL_CACHE_KINDS):
+        value = cfg.get(key, False)
+        if not isinstance(value, bool):
+            c.add(f"{path}.{key}", f"expected true or false, got {_show(value)}")
+        elif value:
+            kinds.add(key)
+    return frozenset(kinds)
+
+
+def _check_caches(c: _Checker, hosts: Sequence[HostConfig], pools: Sequence[PoolConfig],
+                  index: Mapping[str, int]) -> None:
+    """A pool's cache kinds exist on each of its hosts; a host's cache metrics port is no pool's metrics port."""
+    by_name = {h.name: (i, h) for i, h in enumerate(hosts)}
+    for pool in pools:
+        pp = f"{NAMESPACE}:pools[{index.get(pool.name, 0)}].cache"
+        for host in pool.hosts:
+            if host not in by_name:
+                continue
+            hi, h = by_name[host]
+            if pool.cache and h.cache is None:
+                c.add(pp, f"pool {pool.name!r} uses a cache, but host {host!r} has none",
+                      f"add cache: {{apt: true}} to ghr:hosts[{hi}] (each host serves only its own pools), or"
+                      " remove the pool's cache")
+            elif h.cache is not None:
+                missing = sorted(k for k in pool.cache if k != "*" and k not in h.cache.kinds())
+                if missing:
+                    c.add(pp, f"pool {pool.name!r} uses {', '.join(missing)}, which host {host!r} does not cache",
+                          f"turn {', '.join(missing)} on in ghr:hosts[{hi}].cache, or off in the pool")
+            if h.cache is not None and pool.metrics_port == h.cache.metrics_port:
+                c.add(f"{NAMESPACE}:hosts[{hi}].cache.metricsPort",
+                      f"{h.cache.metrics_port} is also pool {pool.name!r}'s metricsPort on host {host!r}",
+                      "give the host's cache exporter another metricsPort (default 9180)")
+
+
+def pool_cache_kinds(pool: PoolConfig, host: HostConfig) -> set[str]:
+    """The cache kinds ``pool`` uses on ``host`` (``cache: true`` means every kind the host has)."""
+    if host.cache is None or not pool.cache:
+        return set()
+    return set(host.cache.kinds()) if "*" in pool.cache else set(pool.cache) & host.cache.kinds()
+
+
+def _add_cache(document: dict[str, Any], stack: str, pool: PoolConfig, host_cache: HostCacheConfig | None) -> None:
+    """Point a pool's spec at its host's caches: the cache network (as the runners' network mode, so a dind
+    sidecar joins it too), apt's proxy, the registry mirror (also a dind engine's mirror, plain http, so an
+    insecure registry of that engine) and the tool-cache volume. Only this host's: never another host's."""
+    if host_cache is None or not pool.cache:
+        return
+    kinds = set(host_cache.kinds()) if "*" in pool.cache else set(pool.cache) & host_cache.kinds()
+    if not kinds:
+        return
+    names = CacheNames(stack)
+    container = dict(document.get("container") or {})
+    if container.get("network_mode", "bridge") == "bridge":
+        container["network_mode"] = names.network
+    cache: dict[str, Any] = {"network": names.network}
+    if "apt" in kinds:
+        cache["apt_proxy"] = names.apt_proxy
+    if "registry" in kinds:
+        cache["registry_mirror"] = names.registry_mirror
+        if document.get("docker") == "dind":
+            dind = dict(document.get("dind") or {})
+            dind["registry_mirrors"] = [names.registry_mirror, *[m for m in dind.get("registry_mirrors") or []
+                                                                 if m != names.registry_mirror]]
+            host_port = names.registry_mirror.removeprefix("http://")
+            dind["insecure_registries"] = [*[r for r in dind.get("insecure_registries") or [] if r != host_port],
+                                           host_port]
+            document["dind"] = dind
+    if "toolCache" in kinds:
+        volumes = list(container.get("volumes") or [])
+        if not any(isinstance(v, Mapping) and v.get("target") == TOOL_CACHE_PATH for v in volumes):
+            volumes.append({"type": "cache", "source": names.volume("tools"), "target": TOOL_CACHE_PATH})
+        container["volumes"] = volumes
+        env = dict(container.get("env") or {})
+        env.setdefault("RUNNER_TOOL_CACHE", TOOL_CACHE_PATH)
+        env.setdefault("AGENT_TOOLSDIRECTORY", TOOL_CACHE_PATH)
+        container["env"] = env
+    document["container"] = container
+    document["cache"] = cache
+
+
 # ---- the pool spec -----------------------------------------------------------------------------
 
 def _spec_document(stack: str, github: GitHubConfig, pool: PoolConfig, host: str,
@@ -713,8 +937,9 @@ def _build_specs(c: _Checker, stack: str, github: GitHubConfig, hosts: Sequence[
                 continue  # reported at ghr:pools[i].hosts
             try:
                 socket_path = next(h.socket_path for h in hosts if h.name == host)
-                specs[(pool.name, host)] = load_spec(_spec_document(stack, github, pool, host, socket_path),
-                                                     require_image=False)
+                document = _spec_document(stack, github, pool, host, socket_path)
+                _add_cache(document, stack, pool, next(h.cache for h in hosts if h.name == host))
+                specs[(pool.name, host)] = load_spec(document, require_image=False)
             except SpecError as exc:
                 key = "maxRunners" if pool.scale_set and exc.field == "slots" else _spec_path_to_config(exc.field)
                 key = {"docker_host_unsafe": "dockerUnsafeHost"}.get(exc.field, key)
@@ -772,6 +997,7 @@ def parse_config(raw: Mapping[str, Any], stack: str, secret_keys: Sequence[str] 
     placeholder = GitHubConfig(scope_url="https://github.com/placeholder", api_url=None, auth="pat")
     fleet_stack = stack if _NAME_OK.match(stack or "") else "stack"
     index = {str(p.get("name")): i for i, p in enumerate(raw.get("pools") or []) if isinstance(p, Mapping)}
+    _check_caches(c, hosts, pools, index)
     specs = _build_specs(c, fleet_stack, github or placeholder, hosts, pools, index)
     if c.problems:
         raise ConfigError(c.problems)
@@ -781,6 +1007,6 @@ def parse_config(raw: Mapping[str, Any], stack: str, secret_keys: Sequence[str] 
 
 
 __all__ = [
-    "ConfigError", "FleetConfig", "GitHubConfig", "HostConfig", "ImageConfig", "PoolConfig", "Problem",
-    "parse_config", "pool_spec",
+    "CacheNames", "ConfigError", "FleetConfig", "GitHubConfig", "HostCacheConfig", "HostConfig", "ImageConfig",
+    "PoolConfig", "Problem", "parse_config", "pool_cache_kinds", "pool_spec",
 ]
