@@ -34,8 +34,9 @@ def _pool_docker_warnings(i: int, pool: PoolConfig) -> list[str]:
     runtime = pool.dind.get("runtime")
     if runtime is not None:
         return [f"{where}: docker: dind with dind.runtime {runtime!r} runs each job's Docker engine inside its runner"
-                " container under that runtime, with no privileged sidecar. This path is untested by this project;"
-                f" the manager refuses the pool if the host's engine has no {runtime!r} runtime."]
+                " container under that runtime, with no privileged sidecar. This path is untested by this project,"
+                " and the runner image has only the Docker CLI: its jobs find an engine only once the image carries"
+                " dockerd and starts it; a host whose engine has no such runtime fails the runners."]
     security = pool.dind.get("security") or "privileged"
     form = ("--privileged" if security == "privileged" else
             "every capability but SYS_RESOURCE, no seccomp/AppArmor, /sys/fs/cgroup writable")

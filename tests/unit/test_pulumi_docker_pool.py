@@ -113,7 +113,7 @@ def test_preview_warns_what_each_docker_mode_gives_away(mocks, context, monkeypa
         assert len(warned) == 2
         assert "ghr:pools[0]" in warned[0] and "privileged" in warned[0] and "root on the host" in warned[0]
         assert "SYS_RESOURCE" in warned[0]  # security caps is named as such
-        assert "ghr:pools[1]" in warned[1] and "untested" in warned[1] and "sysbox-runc" in warned[1]
+        assert "ghr:pools[1]" in warned[1] and "untested" in warned[1] and "sysbox-runc" in warned[1] and "dockerd" in warned[1]
 
     return fleet.pools.apply(check)
 
