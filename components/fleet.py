@@ -7,7 +7,8 @@ from typing import Any, NotRequired, TypedDict
 
 import pulumi
 
-from .config import FleetConfig, PoolConfig
+from .cache import HostCache, HostCacheArgs
+from .config import FleetConfig, PoolConfig, pool_cache_kinds
 from .credentials import GitHubCredentials, GitHubCredentialsArgs
 from .image import RunnerImage, RunnerImageArgs
 from .pool import RunnerPool, RunnerPoolArgs
@@ -93,6 +94,18 @@ class Fleet(pulumi.ComponentResource):
         for warning in docker_warnings(cfg):
             pulumi.log.warn(warning, resource=self)
 
+        # Per-host caches (ghr:hosts[i].cache): before the pools that use them, which depend on them.
+        self.caches: dict[str, HostCache] = {}
+        for h in cfg.hosts:
+            if h.cache is not None:
+                cache_args: HostCacheArgs = {"stack": cfg.stack, "host_name": h.name, "host": hosts[h.name],
+                                             "cache": h.cache}
+                base_image = next((p.image.base for p in cfg.pools if h.name in p.hosts), None)
+                if base_image:
+                    cache_args["base_image"] = base_image
+                self.caches[h.name] = HostCache(f"{name}-{h.name}-cache", cache_args,
+                                                pulumi.ResourceOptions(parent=self))
+
         outputs: dict[str, dict[str, Any]] = {}
         self.pool_resources: dict[tuple[str, str], RunnerPool] = {}
         self.images: dict[tuple[str, str], RunnerImage] = {}
@@ -121,7 +134,9 @@ class Fleet(pulumi.ComponentResource):
                 }
                 if image.dind_image_id is not None:
                     pool_args["dind_image"] = image.dind_image_id
-                rp = RunnerPool(f"{base}-pool", pool_args, pulumi.ResourceOptions(parent=self))
+                uses_cache = bool(pool_cache_kinds(pool, host_cfg)) and host_name in self.caches
+                rp = RunnerPool(f"{base}-pool", pool_args, pulumi.ResourceOptions(
+                    parent=self, depends_on=self.caches[host_name].resources if uses_cache else None))
                 self.images[(pool.name, host_name)] = image
                 self.pool_resources[(pool.name, host_name)] = rp
                 outputs[pool.name][host_name] = {
@@ -144,4 +159,8 @@ class Fleet(pulumi.ComponentResource):
                         outputs[pool.name][host_name]["dind_image_id"] = image.dind_image_id
         self.pools = pulumi.Output.from_input(outputs)
         self.scope_url = pulumi.Output.from_input(gh.scope_url)
-        self.register_outputs({"pools": self.pools, "scope_url": self.scope_url})
+        self.cache_outputs = pulumi.Output.from_input({host: {
+            "network": c.network, "apt_proxy": c.apt_proxy, "registry_mirror": c.registry_mirror,
+            "metrics_port": c.metrics_port, "containers": c.containers, "volumes": c.volumes,
+        } for host, c in self.caches.items()})
+        self.register_outputs({"pools": self.pools, "scope_url": self.scope_url, "caches": self.cache_outputs})
