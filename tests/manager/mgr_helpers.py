@@ -242,3 +242,34 @@ def storm_then_recover(emulator: Any, docker_client: Any, manager: InProcessMana
     wait_for(full, 120, "every slot online again", interval=0.05)
     return time.time() - ended, backoff_left
 
+
+
+def ensure_dind_image(client: docker.DockerClient) -> str:
+    """runner-image/dind.Dockerfile (the docker "dind" sidecar) on the local base, tagged by content."""
+    import hashlib
+
+    names = ["dind.Dockerfile", "dind-entrypoint.sh"]
+    files = [REPO / "runner-image" / n for n in names]
+    files += sorted(p for p in (REPO / "runner-image" / "extra-ca").rglob("*") if p.is_file())
+    digest = hashlib.sha256()
+    for p in files:
+        digest.update(p.relative_to(REPO).as_posix().encode() + p.read_bytes())
+    tag = f"ghr-dind-test:{digest.hexdigest()[:12]}"
+    try:
+        client.images.get(tag)
+    except docker.errors.ImageNotFound:
+        build_image(client, tag, path=str(REPO / "runner-image"), dockerfile="dind.Dockerfile",
+                    buildargs={"BASE_IMAGE": BASE_IMAGE})
+    return tag
+
+
+def pair_containers(client: docker.DockerClient, spec: dict[str, Any], role: str = "sidecar") -> list[dict[str, Any]]:
+    """A dind pool's containers of one role (`sidecar` or `runner`)."""
+    filters = {"label": [f"ghr.stack={spec['stack']}", f"ghr.pool={spec['pool']}", f"ghr.role={role}"]}
+    return client.api.containers(all=True, filters=filters)
+
+
+def pair_volumes(client: docker.DockerClient, spec: dict[str, Any]) -> list[str]:
+    """Volumes of a dind pool's pairs (the sidecars' anonymous volumes carry the pool's labels)."""
+    found = client.api.volumes(filters={"label": [f"ghr.stack={spec['stack']}", f"ghr.pool={spec['pool']}"]})
+    return [v["Name"] for v in (found or {}).get("Volumes") or []]
