@@ -175,8 +175,12 @@ class Emulator:
         self.state.advance_clock(seconds)
 
     # ---- jobs and runners -------------------------------------------------------------------
-    def enqueue_job(self, scope: str, labels: list[str], script: str, *, timeout: float = 600.0) -> int:
-        return self.state.enqueue_job(scope, labels, script, timeout)
+    def enqueue_job(self, scope: str, labels: list[str], script: str, *, timeout: float = 600.0,
+                    container: str | dict[str, Any] | None = None,
+                    services: dict[str, dict[str, Any]] | None = None) -> int:
+        """Queue a job. `container`/`services` take a workflow file's shapes (see `_jobspec`): the stand-in
+        runs the job's script in the job container and starts the services, through the Docker CLI."""
+        return self.state.enqueue_job(scope, labels, script, timeout, container=container, services=services)
 
     def job(self, job_id: int) -> dict[str, Any]:
         return self.state.job(job_id)

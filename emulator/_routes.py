@@ -414,7 +414,8 @@ def c_enqueue(ctx: Ctx) -> Reply:
     b = _control_body(ctx)
     try:
         jid = _emu(ctx).enqueue_job(b.get("scope", ""), b.get("labels", []), b.get("script", ""),
-                                    timeout=float(b.get("timeout", 600)))
+                                    timeout=float(b.get("timeout", 600)), container=b.get("container"),
+                                    services=b.get("services"))
     except ApiError:
         raise
     except (ValueError, TypeError) as exc:

@@ -7,6 +7,7 @@ job enqueue, a job completion or a runner deletion wakes them at once.
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import json
 import re
@@ -14,12 +15,13 @@ import secrets
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
 
 from ._errors import RUNNER_DOCS, ApiError, not_found, unprocessable
+from ._jobspec import normalize_container, normalize_services
 
 RUNNER_VERSION = "2.337.0"
 MIN_RUNNER_VERSION = "2.329.0"
@@ -140,6 +142,8 @@ class Job:
     cancellations: int = 0  # assignments cancelled because nobody acquired the job in time
     not_before: float = 0.0  # no new assignment before this (growing delay after a cancellation)
     job_uuid: str = ""
+    container: dict[str, Any] | None = None  # workflow-file shapes, normalised (_jobspec)
+    services: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -151,6 +155,7 @@ class Job:
             "completed_at": iso(self.completed_at) if self.completed_at else None,
             "scale_set_id": self.scale_set_id, "runner_request_id": self.request_id,
             "scale_set_stage": self.ss_state, "cancelled_assignments": self.cancellations,
+            "container": copy.deepcopy(self.container), "services": copy.deepcopy(self.services),
         }
 
 
@@ -555,15 +560,17 @@ class State:
             return [lb.as_json() for lb in r.labels]
 
     # ---- jobs ----------------------------------------------------------------------------
-    def enqueue_job(self, scope: str, labels: list[str], script: str, timeout: float = 600.0) -> int:
+    def enqueue_job(self, scope: str, labels: list[str], script: str, timeout: float = 600.0,
+                    container: Any = None, services: Any = None) -> int:
         key = parse_scope(scope)
+        job_container, job_services = normalize_container(container), normalize_services(services)
         if not isinstance(labels, list) or not labels or any(not isinstance(x, str) for x in labels):
             raise ValueError("labels must be a non-empty list of strings")
         if not isinstance(script, str):
             raise ValueError("script must be a string")
         with self.cond:
             job = Job(self._next("job"), key, list(labels), script, float(timeout), self.now(),
-                      job_uuid=str(uuid.uuid4()))
+                      job_uuid=str(uuid.uuid4()), container=job_container, services=job_services)
             self.jobs[job.id] = job
             self.hooks.job_enqueued()
             self.cond.notify_all()
@@ -669,7 +676,8 @@ class State:
                                 self.hooks.job_started(r, j)
                             self.cond.notify_all()
                             return {"job_id": j.id, "script": j.script, "scope": j.scope, "labels": j.labels,
-                                    "timeout": j.timeout}
+                                    "timeout": j.timeout, "container": copy.deepcopy(j.container),
+                                    "services": copy.deepcopy(j.services)}
                 left = deadline - time.monotonic()
                 if left <= 0 or self.closed:
                     return None
