@@ -234,3 +234,19 @@ def test_sigterm_during_a_container_step_cancels_and_cleans_up(runner: Runner, i
     job = runner.emu.wait_job(jid, timeout=60)
     assert job["conclusion"] == "cancelled", job["output"]
     assert runner.proc.wait(timeout=30) == 0
+
+
+@pytest.mark.docker
+def test_refused_when_the_runner_sits_in_a_docker_cgroup(emu: Emulator, api: Api, runner_dir: Path,
+                                                         runner_env: dict[str, str], images: dict[str, str]) -> None:
+    """As upstream: PID 1 in a `/docker/` cgroup (host cgroup namespace, cgroup v1) fails container jobs at once."""
+    cgroup = runner_dir / "proc1-cgroup"
+    cgroup.write_text("12:pids:/docker/0123abcd\n1:name=systemd:/docker/0123abcd\n")
+    r = Runner(emu, api, runner_dir, {**runner_env, "STANDIN_PROC1_CGROUP": str(cgroup)})
+    try:
+        job = r.job("echo step-ran", container=images["busybox"])
+        assert job["conclusion"] == "failure"
+        assert "Container feature is not supported when runner is already running inside container." in job["output"]
+        assert "docker create" not in job["output"] and r.leftovers() == {}
+    finally:
+        r.close()

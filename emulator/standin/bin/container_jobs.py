@@ -3,6 +3,8 @@
 Facts from actions/runner (src/Runner.Worker/ContainerOperationProvider.cs, Container/DockerCommandManager.cs,
 Container/ContainerInfo.cs, Handlers/StepHost.cs, Handlers/ScriptHandler.cs); the code is ours:
 
+- refused when `/proc/1/cgroup` has a `:/docker/` line (the runner itself in a container sharing the host's
+  cgroup namespace, cgroup v1): "Container feature is not supported when runner is already running inside container.";
 - `docker` from PATH, the engine from the runner's environment (`DOCKER_HOST`); every resource carries the
   label `<first 6 hex of sha256(.runner)>` (the runner's "instance label");
 - before a job: `docker version` (API >= 1.35), `docker ps --all --quiet --no-trunc --filter label=L` and
@@ -167,6 +169,15 @@ class ContainerJob:
 
     # ---- start -----------------------------------------------------------------------------------
     def start(self) -> None:
+        # Upstream refuses container jobs when its own PID 1 sits in a Docker cgroup (cgroup v1 with the host's
+        # cgroup namespace): a runner in a container needs `--cgroupns private` for `container:`/`services:`.
+        cgroup = Path(os.environ.get("STANDIN_PROC1_CGROUP") or "/proc/1/cgroup")  # test hook
+        try:
+            lines = cgroup.read_text(errors="replace").splitlines()
+        except OSError:
+            lines = []
+        if any(":/docker/" in ln.lower() for ln in lines):
+            raise ContainerJobError("Container feature is not supported when runner is already running inside container.")
         self.log("##[group]Checking docker version")
         for side in ("Server", "Client"):
             _, out = self.cli("version", "--format", f"{{{{.{side}.APIVersion}}}}", check=True)
