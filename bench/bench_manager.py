@@ -19,7 +19,14 @@ Figures, each against a baseline measured in the same run:
   idle runner waits), as ratios to the bare `docker run` baseline; GitHub calls per job from the
   manager's own RequestEvent kinds, REST and Actions service (`scaleset_*`) apart; and requests per
   minute of an idle scale-set pool over --idle-window with GitHub's 50 s long poll.
-Needs the local Docker engine and base image (make setup). Talks only to loopback.
+- Docker in jobs (issue 10; `--only-dind` runs this part alone): on a network the bench creates (the emulator
+  listens on its gateway, since a dind runner lives in its sidecar's network namespace), the replacement
+  latency (exit -> replacement online) and the job start (enqueued -> in progress on an idle runner, and
+  enqueued -> done for a job that asks its engine `docker version`) of a `dind` pool (sidecar `caps` form)
+  against a `none` pool and a bare `docker run` on the same network; and the engine's start-up on its own
+  (`docker run` of the sidecar image -> `docker version` answers in it), as ratios.
+Needs the local Docker engine and base image (make setup). Talks only to loopback (and, for the dind
+part, to a bridge network it creates).
 """
 
 from __future__ import annotations
@@ -69,7 +76,8 @@ def online_names(emulator: Any, prefix: str) -> set[str]:
     return {r["name"] for r in emulator.runners() if r["name"].startswith(prefix) and r["status"] == "online"}
 
 
-def baseline_run(client: docker.DockerClient, emulator: Any, image: str, github: Any, tmp: Path, i: int) -> float:
+def baseline_run(client: docker.DockerClient, emulator: Any, image: str, github: Any, tmp: Path, i: int,
+                 network: str = "host") -> float:
     """Seconds from a bare `docker run --rm` to the runner online; the JIT config is minted beforehand."""
     name = f"benchbase-0-{i:06d}"[:30]
     jit = github.generate_jitconfig(name, ["bench-baseline"])
@@ -80,7 +88,7 @@ def baseline_run(client: docker.DockerClient, emulator: Any, image: str, github:
     os.chown(handoff / "jitconfig", 1001, 1001)
     os.chmod(handoff / "jitconfig", 0o400)
     started = time.monotonic()
-    cid = subprocess.run(["docker", "run", "-d", "--rm", "--network", "host", "-v", f"{handoff}:/run/ghr",
+    cid = subprocess.run(["docker", "run", "-d", "--rm", "--network", network, "-v", f"{handoff}:/run/ghr",
                           "--label", "ghr.role=bench", image], check=True, capture_output=True,
                          text=True).stdout.strip()
     wait_for(lambda: name in online_names(emulator, name), 60, f"baseline runner {name} online", interval=POLL)
@@ -220,6 +228,129 @@ def _split(before: dict[str, float], after: dict[str, float]) -> tuple[float, fl
     return sum(delta.values()) - service, service, delta
 
 
+def _runner_box(client: docker.DockerClient, name: str) -> dict[str, Any]:
+    (box,) = client.api.containers(all=True, filters={"label": [f"ghr.runner-name={name}", "ghr.role=runner"]})
+    return box  # type: ignore[no-any-return]
+
+
+def pool_figures(client: docker.DockerClient, emulator: Any, spec: dict[str, Any], tmp: Path, jobs: int,
+                 script: str) -> dict[str, list[float]]:
+    """One slot, `jobs` jobs one after another: replacement (die -> replacement online), job start (enqueued ->
+    in progress on the idle runner) and job done (enqueued -> completed) seconds."""
+    prefix = spec["name_prefix"] + "-"
+    watcher = DieWatcher(client, spec["stack"])
+    manager = ProcessManager(spec, tmp, emulator.admin_token).start()
+    out: dict[str, list[float]] = {"replacement": [], "job_start": [], "job_done": []}
+    try:
+        wait_for(lambda: online_idle(emulator, spec), 120, "the first idle runner", interval=POLL)
+        for _ in range(jobs):
+            old = wait_for(lambda: online_idle(emulator, spec), 120, "an idle runner", interval=POLL)[0]["name"]
+            box = _runner_box(client, old)
+            queued = time.monotonic()
+            job = emulator.enqueue_job("acme", spec["labels"], script, timeout=120)
+            wait_for(lambda job=job: emulator.job(job)["status"] != "queued", 120, "the job started", interval=POLL)
+            out["job_start"].append(time.monotonic() - queued)
+            done = emulator.wait_job(job, timeout=120)
+            out["job_done"].append(time.monotonic() - queued)
+            assert done["conclusion"] == "success" and done["runner_name"] == old, done
+            exited = watcher.wait(box["Id"], 30)
+            wait_for(lambda old=old: online_names(emulator, prefix) - {old}, 120, "the replacement online", interval=POLL)
+            out["replacement"].append(time.time() - exited)
+    finally:
+        manager.terminate(timeout=120)
+        watcher.stream.close()
+    return out
+
+
+def engine_startups(client: docker.DockerClient, image: str, runs: int) -> list[float]:
+    """Seconds from `docker run` of the sidecar image (caps form) to `docker version` answering inside it."""
+    from pool_manager import _dind as D
+
+    out = []
+    for _ in range(runs):
+        started = time.monotonic()
+        cid = subprocess.run(["docker", "run", "-d", "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
+                              "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
+                              "--cgroupns", "private", "-v", "/var/lib/docker", "-v", D.SOCKET_DIR,
+                              "--label", "ghr.role=bench", image], check=True, capture_output=True,
+                             text=True).stdout.strip()
+        try:
+            wait_for(lambda cid=cid: subprocess.run(["docker", "exec", cid, *D.ready_command()], capture_output=True)
+                     .returncode == 0, 60, "the engine answers", interval=POLL)
+            out.append(time.monotonic() - started)
+        finally:
+            client.api.remove_container(cid, force=True, v=True)
+    return out
+
+
+def dind_figures(client: docker.DockerClient, tmp: Path, jobs: int, runs: int) -> dict[str, Any]:
+    """The Docker-in-jobs figures (see the module docstring), on a network and an emulator of their own."""
+    import secrets
+
+    from emulator import Emulator
+    from github_client import GitHubClient, PatAuth, parse_scope
+    from tests.manager.mgr_helpers import ensure_dind_image, ensure_runner_image
+
+    network = client.networks.create(f"ghr-bench-{secrets.token_hex(3)}", driver="bridge",
+                                     labels={"ghr.role": "bench"})
+    try:
+        network.reload()
+        gateway = network.attrs["IPAM"]["Config"][0]["Gateway"]
+        with Emulator(host=gateway) as emulator:
+            emulator.add_scope("acme")
+            print("[bench] dind: runner and sidecar images ...", flush=True)
+            image = ensure_runner_image(client, emulator)
+            sidecar = ensure_dind_image(client)
+            github = GitHubClient(parse_scope(f"{emulator.url}/acme"), PatAuth(emulator.admin_token))
+            print(f"[bench] dind: baseline, {runs} x bare docker run --rm on the network -> online ...", flush=True)
+            baseline = [baseline_run(client, emulator, image, github, tmp, i, network=network.name)
+                        for i in range(runs)]
+            print(f"[bench] dind: engine start-up alone, {runs} runs ...", flush=True)
+            engine = engine_startups(client, sidecar, runs)
+            tuning = {"reconcile_interval": 30.0, "backoff_initial": 1.0, "backoff_max": 60.0}
+            print(f"[bench] dind: none pool, {jobs} jobs ...", flush=True)
+            none = pool_figures(client, emulator, make_spec(emulator, image, container={"network_mode": network.name},
+                                                            **tuning), tmp, jobs, "true")
+            print(f"[bench] dind: dind pool, {jobs} jobs ...", flush=True)
+            dind_spec = make_spec(emulator, image, container={"network_mode": network.name}, docker="dind",
+                                  dind={"image": sidecar, "security": "caps"}, **tuning)
+            dind = pool_figures(client, emulator, dind_spec, tmp, jobs, "docker version >/dev/null")
+    finally:
+        network.remove()
+    base = statistics.median(baseline)
+    med = {k: statistics.median(v) for k, v in (("none_" + a, b) for a, b in none.items())}
+    med.update({"dind_" + a: statistics.median(b) for a, b in dind.items()})
+    eng = statistics.median(engine)
+    return {
+        "baseline_docker_run_to_online_s": round(base, 3),
+        "engine_startup_s": {"median": round(eng, 3), "p95": round(p95(engine), 3), "runs": len(engine)},
+        "engine_startup_ratio_to_baseline": round(eng / base, 2),
+        "replacement_s": {"none": round(med["none_replacement"], 3), "dind": round(med["dind_replacement"], 3),
+                          "dind_p95": round(p95(dind["replacement"]), 3)},
+        "replacement_ratio": {"dind_to_none": round(med["dind_replacement"] / med["none_replacement"], 2),
+                              "dind_to_baseline": round(med["dind_replacement"] / base, 2),
+                              "none_to_baseline": round(med["none_replacement"] / base, 2)},
+        "job_start_s": {"none": round(med["none_job_start"], 3), "dind": round(med["dind_job_start"], 3)},
+        "job_start_ratio_dind_to_none": round(med["dind_job_start"] / med["none_job_start"], 2),
+        "job_done_s": {"none_true": round(med["none_job_done"], 3), "dind_docker_version": round(med["dind_job_done"], 3)},
+        "job_done_ratio_dind_to_none": round(med["dind_job_done"] / med["none_job_done"], 2),
+        "jobs": jobs,
+    }
+
+
+def _print_dind(d: dict[str, Any]) -> None:
+    r, s = d["replacement_ratio"], d["replacement_s"]
+    print(f"dind replacement (exit -> online):               none {s['none']:.3f}s  dind {s['dind']:.3f}s "
+          f"(p95 {s['dind_p95']:.3f}s); dind/none {r['dind_to_none']:.2f}x, dind/bare run {r['dind_to_baseline']:.2f}x, "
+          f"none/bare run {r['none_to_baseline']:.2f}x (bare docker run -> online {d['baseline_docker_run_to_online_s']:.3f}s)")
+    print(f"dind job start (enqueued -> in progress):        none {d['job_start_s']['none']:.3f}s  dind "
+          f"{d['job_start_s']['dind']:.3f}s ({d['job_start_ratio_dind_to_none']:.2f}x); enqueued -> done: none "
+          f"{d['job_done_s']['none_true']:.3f}s, dind with docker version {d['job_done_s']['dind_docker_version']:.3f}s "
+          f"({d['job_done_ratio_dind_to_none']:.2f}x)")
+    print(f"dind engine start-up alone (run -> answers):     median {d['engine_startup_s']['median']:.3f}s  p95 "
+          f"{d['engine_startup_s']['p95']:.3f}s ({d['engine_startup_ratio_to_baseline']:.2f}x the bare runner's start)")
+
+
 def scale_set_latencies(client: docker.DockerClient, emulator: Any, image: str, tmp: Path, jobs: int, *,
                         warm: bool) -> dict[str, Any]:
     """Queued-to-started seconds of `jobs` jobs run one after another on a scale-set pool, and calls per job."""
@@ -311,6 +442,8 @@ def main() -> int:
     parser.add_argument("--only-recovery", action="store_true", help="measure the recovery figure only")
     parser.add_argument("--only-scale-set", action="store_true",
                         help="measure the scale-set figures only (with the docker run baseline)")
+    parser.add_argument("--only-dind", action="store_true",
+                        help="measure the Docker-in-jobs figures only (dind vs none pool vs bare docker run)")
     args = parser.parse_args()
 
     from emulator import Emulator
@@ -319,6 +452,12 @@ def main() -> int:
 
     client = docker.from_env(timeout=120)
     tmp = Path(tempfile.mkdtemp(prefix="ghr-bench-"))
+    if args.only_dind:
+        dind = dind_figures(client, tmp, args.jobs, args.baseline_runs)
+        shutil.rmtree(tmp, ignore_errors=True)
+        _print_dind(dind)
+        print("RESULTS " + json.dumps({"dind": dind}, sort_keys=True))
+        return 0
     with Emulator() as emulator:
         emulator.add_scope("acme")
         print("[bench] runner image ...", flush=True)
@@ -349,6 +488,7 @@ def main() -> int:
         idle = idle_cost(emulator, image, tmp, args.idle_slots, args.idle_window)
         base_med = statistics.median(baseline)
         ss = _scale_set_run(client, emulator, image, tmp, args.jobs, args.idle_window, base_med)
+    dind = dind_figures(client, tmp, args.jobs, args.baseline_runs)
     shutil.rmtree(tmp, ignore_errors=True)
 
     med, p = statistics.median(latencies), p95(latencies)
@@ -368,6 +508,7 @@ def main() -> int:
                  "github_calls_per_minute": round(idle["idle_calls_per_min"], 2)},
         "recovery": _recovery_results(recovery, 60.0),
         "scale_set": ss,
+        "dind": dind,
     }
     print(f"replacement latency (exit -> replacement online): median {med:.3f}s  p95 {p:.3f}s  "
           f"over {len(latencies)} jobs")
@@ -381,6 +522,7 @@ def main() -> int:
           f"{idle['idle_calls_per_min']:.2f} GitHub calls/min")
     _print_recovery(recovery, 60.0)
     _print_scale_set(ss, base_med)
+    _print_dind(dind)
     print("RESULTS " + json.dumps(results, sort_keys=True))
     return 0
 

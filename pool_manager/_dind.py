@@ -146,7 +146,9 @@ def pair_runner_kwargs(kwargs: dict[str, Any], spec: PoolSpec, *, sidecar_id: st
     out["network_mode"] = f"container:{sidecar_id}"
     out["environment"] = {**kwargs.get("environment", {}), "DOCKER_HOST": DOCKER_HOST}
     out["labels"] = {**kwargs["labels"], PAIR: kwargs["name"], DOCKER: "dind"}
-    taken = {m["Target"] for m in kwargs.get("mounts", [])} | set(kwargs.get("tmpfs", {}))
+    # A pool volume on one of these paths stays (the sidecar then does not see it); a hardened runner's
+    # default tmpfs there gives way to the shared volume.
+    taken = {m["Target"] for m in kwargs.get("mounts", [])}
     shared = [Mount(target=target, source=volumes[target], type="volume")
               for target in (SOCKET_DIR, *SHARED_PATHS) if target not in taken]
     out["mounts"] = [*kwargs.get("mounts", []), *shared]

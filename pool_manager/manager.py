@@ -199,10 +199,8 @@ class PoolManager:
         for b in boxes:
             if b.paired:
                 sc = self._sidecars.get(b.runner_name)
-                if sc is None or not sc.live or sc.id in died:
-                    if b.live:
-                        b = dataclasses.replace(b, state="exited", exit_code=None)
-                    b = dataclasses.replace(b, engine_lost=True)
+                if b.live and (sc is None or not sc.live or sc.id in died):
+                    b = dataclasses.replace(b, state="exited", exit_code=None, engine_lost=True)
             out.append(b)
         for sc in sidecars:
             if sc.runner_name not in names:
@@ -443,6 +441,8 @@ class PoolManager:
             container = dc.containers.create(**kwargs)
             container_id = container.id
             container.put_archive(C.JIT_DIR, C.jit_archive(encoded_jit_config))
+            if self.spec.cache is not None and self.spec.cache.apt_proxy:  # apt in the job uses the host's cache
+                container.put_archive(C.APT_PROXY_DIR, C.apt_proxy_archive(self.spec.cache.apt_proxy))
             container.start()
         except Exception as exc:
             # Undo: no container without a registration, no registration without a container.
@@ -486,6 +486,8 @@ class PoolManager:
             container = dc.containers.create(**kwargs)
             container_id = container.id
             container.put_archive(C.JIT_DIR, C.jit_archive(encoded_jit_config))
+            if self.spec.cache is not None and self.spec.cache.apt_proxy:  # apt in the job uses the host's cache
+                container.put_archive(C.APT_PROXY_DIR, C.apt_proxy_archive(self.spec.cache.apt_proxy))
             waited = self._wait_engine(dc, sidecar_id, name)
             container.start()
         except Exception as exc:

@@ -12,7 +12,7 @@ import pytest
 
 from pool_manager import _dind as D
 from pool_manager._drain import drain
-from tests.manager.fakes import FakeEngine, FakeGitHub
+from tests.manager.fakes import EngineDown, FakeEngine, FakeGitHub
 from tests.manager.test_mgr_decisions import Pool
 
 DIND = {"docker": "dind", "dind": {"image": "dind:1", "security": "caps",
@@ -239,3 +239,47 @@ def test_a_none_pool_makes_no_sidecar_and_lists_no_volumes(github: FakeGitHub, e
     assert sidecars(engine) == [] and engine.execs == []
     assert engine.calls["volumes"] == engine.calls["exec_create"] == engine.calls["inspect_container"] == 0
     assert all("DOCKER_HOST" not in (c.kwargs.get("environment") or {}) for c in runners(engine))
+
+
+def test_an_engine_restart_replaces_whole_pairs(pool: Callable[..., Pool], engine: FakeEngine) -> None:
+    """The host's engine goes down and comes back (runners and sidecars all ended): each runner is
+    `interrupted` and goes with its sidecar; fresh pairs fill the slots; no volume of the old ones is left."""
+    p = pool(slots=2)
+    p.full()
+    old = set(p.names())
+    p.mgr._engine_went_away()  # the watcher lost the event stream
+    engine.stop(crash=True)
+    with pytest.raises(EngineDown):
+        p.fast()
+    engine.start_engine()
+    p.full()
+    assert not set(p.names()) & old and len(p.names()) == 2
+    assert len(sidecars(engine)) == 2 and all(s.state == "running" for s in sidecars(engine))
+    assert p.metric("ghr_pool_runner_exits_total", outcome="interrupted") == 2
+    assert set(engine.anonymous) == engine.in_use()
+
+
+def test_a_hardened_runner_stays_hardened_in_a_pair(pool: Callable[..., Pool], engine: FakeEngine) -> None:
+    """hardened: the runner keeps its read-only root, no capabilities and no new privileges; its _work is the
+    pair's shared volume (the engine must see it), not a tmpfs; the sidecar alone carries the engine's rights."""
+    pool(slots=1, container={"network_mode": "none", "hardened": True}).full()
+    (r,), (sc,) = runners(engine), sidecars(engine)
+    assert r.kwargs["read_only"] is True and r.kwargs["cap_drop"] == ["ALL"]
+    assert "no-new-privileges:true" in r.kwargs["security_opt"]
+    assert f"{D.SHARED_PATHS[0]}" not in r.kwargs.get("tmpfs", {})
+    assert "/tmp" in r.kwargs["tmpfs"]
+    shared = {m["Target"] for m in r.kwargs["mounts"]}
+    assert {D.SOCKET_DIR, *D.SHARED_PATHS} <= shared
+    assert "cap_add" not in r.kwargs and "privileged" not in r.kwargs
+    assert sc.kwargs["cap_add"] == ["ALL"]
+
+
+def test_a_reload_to_dind_replaces_idle_runners_with_pairs(github: FakeGitHub, engine: FakeEngine) -> None:
+    """A none pool reloaded (SIGHUP) with docker "dind": its idle runners are retired and pairs take the slots."""
+    p = Pool(github, engine, 30.0, slots=1)
+    p.full()
+    (before,) = p.names()
+    p.respec(**DIND)
+    p.full()
+    (after,) = p.names()
+    assert after != before and engine.sidecar_of(after) is not None
