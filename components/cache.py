@@ -224,6 +224,30 @@ class CacheVolume(Resource, module="ghr", name="CacheVolume"):
                          pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["tls"])))
 
 
+def cache_services(names: CacheNames, cfg: HostCacheConfig) -> dict[str, dict[str, Any]]:
+    """The cache containers of a host (role -> name, command, mounts, env, network_mode), as HostCache makes
+    them (the tests start the same ones). No port is published: the caches are on the cache network only; the
+    exporter is on the host network (``metricsPort``) and reads the stats volume only, read-only."""
+    stats = {"type": "volume", "source": names.volume("stats"), "target": STATS_DIR}
+    out: dict[str, dict[str, Any]] = {}
+    if cfg.apt:
+        out["apt"] = {"command": ["apt"], "network_mode": names.network,
+                      "mounts": [{"type": "volume", "source": names.volume("apt"), "target": APT_DIR}, stats],
+                      "env": {"GHR_CACHE_MAX_BYTES": str(cfg.apt_size)}}
+    if cfg.registry:
+        out["registry"] = {"command": ["registry"], "network_mode": names.network,
+                           "mounts": [{"type": "volume", "source": names.volume("registry"), "target": REGISTRY_DIR},
+                                      stats],
+                           "env": {"GHR_CACHE_MAX_BYTES": str(cfg.registry_size),
+                                   "GHR_REGISTRY_UPSTREAM": cfg.registry_upstream}}
+    if out:
+        out["metrics"] = {"command": ["exporter"], "network_mode": "host", "mounts": [{**stats, "read_only": True}],
+                          "env": {"GHR_METRICS_PORT": str(cfg.metrics_port), "GHR_CACHES": ",".join(out)}}
+    for role, svc in out.items():
+        svc["name"] = names.container(role)
+    return out
+
+
 class HostCacheArgs(TypedDict):
     stack: str
     host_name: str
@@ -269,35 +293,16 @@ class HostCache(pulumi.ComponentResource):
                 props.update(owner=RUNNER_OWNER, helper_image=image.image_id)
             volumes[kind] = CacheVolume(f"{name}-{kind}-volume", props, child)
         containers: dict[str, DockerContainer] = {}
-
-        def service(role: str, command: str, mounts: list[dict[str, Any]], env: dict[str, str], *,
-                    network_mode: pulumi.Input[str], deps: list[pulumi.Resource]) -> DockerContainer:
+        for role, svc in cache_services(names, cfg).items():
             container_args: dict[str, Any] = {
-                "name": names.container(role), "image": image.image_id, "command": [command], "host": args["host"],
-                "mounts": mounts, "env": env, "network_mode": network_mode,
+                "name": svc["name"], "image": image.image_id, "command": svc["command"], "host": args["host"],
+                "mounts": svc["mounts"], "env": svc["env"],
+                "network_mode": network.name if svc["network_mode"] == names.network else svc["network_mode"],
                 "restart_policy": "always", "labels": {**labels, "ghr.cache": role}, "stop_timeout": 10,
             }
-            return DockerContainer(f"{name}-{role}", None, pulumi.ResourceOptions(parent=self, depends_on=deps),
-                                   **container_args)
-
-        stats = {"type": "volume", "source": names.volume("stats"), "target": STATS_DIR}
-        if cfg.apt:
-            containers["apt"] = service(
-                "apt", "apt", [{"type": "volume", "source": names.volume("apt"), "target": APT_DIR}, stats],
-                {"GHR_CACHE_MAX_BYTES": str(cfg.apt_size)}, network_mode=network.name,
-                deps=[volumes["apt"], volumes["stats"]])
-        if cfg.registry:
-            containers["registry"] = service(
-                "registry", "registry",
-                [{"type": "volume", "source": names.volume("registry"), "target": REGISTRY_DIR}, stats],
-                {"GHR_CACHE_MAX_BYTES": str(cfg.registry_size), "GHR_REGISTRY_UPSTREAM": cfg.registry_upstream},
-                network_mode=network.name, deps=[volumes["registry"], volumes["stats"]])
-        if cfg.apt or cfg.registry:
-            caches = ",".join(k for k in ("apt", "registry") if k in containers)
-            containers["metrics"] = service(
-                "metrics", "exporter", [{**stats, "read_only": True}],
-                {"GHR_METRICS_PORT": str(cfg.metrics_port), "GHR_CACHES": caches}, network_mode="host",
-                deps=[volumes["stats"]])
+            deps = [volumes[m["source"].rsplit("-", 1)[1]] for m in svc["mounts"]]
+            containers[role] = DockerContainer(f"{name}-{role}", None,
+                                               pulumi.ResourceOptions(parent=self, depends_on=deps), **container_args)
         self.network = network.name
         self.apt_proxy = pulumi.Output.from_input(names.apt_proxy if cfg.apt else None)
         self.registry_mirror = pulumi.Output.from_input(names.registry_mirror if cfg.registry else None)
@@ -313,5 +318,5 @@ class HostCache(pulumi.ComponentResource):
         })
 
 
-__all__ = ["CacheNetwork", "CacheNetworkProvider", "CacheResourceError", "CacheVolume", "CacheVolumeProvider",
+__all__ = ["cache_services", "CacheNetwork", "CacheNetworkProvider", "CacheResourceError", "CacheVolume", "CacheVolumeProvider",
            "HostCache", "HostCacheArgs"]
