@@ -144,6 +144,9 @@ def pair_runner_kwargs(kwargs: dict[str, Any], spec: PoolSpec, *, sidecar_id: st
     limits nested under the sidecar's cgroup where the engine allows it."""
     out = dict(kwargs)
     out["network_mode"] = f"container:{sidecar_id}"
+    # The runner's worker refuses `container:`/`services:` when its PID 1 sits in a `/docker/` cgroup (cgroup v1,
+    # host cgroup namespace): a private one shows `/`.
+    out["cgroupns"] = "private"
     out["environment"] = {**kwargs.get("environment", {}), "DOCKER_HOST": DOCKER_HOST}
     out["labels"] = {**kwargs["labels"], PAIR: kwargs["name"], DOCKER: "dind"}
     # A pool volume on one of these paths stays (the sidecar then does not see it); a hardened runner's

@@ -20,7 +20,7 @@ import docker
 import pytest
 
 from tests._support.polling import wait_for
-from tests._support.registry import Registry, build_busybox
+from tests._support.registry import Registry, build_busybox, build_service
 from tests.manager.mgr_helpers import (
     InProcessManager,
     ProcessManager,
@@ -40,6 +40,7 @@ pytestmark = pytest.mark.docker
 def registry(docker_client: docker.DockerClient) -> Iterator[Registry]:
     with Registry(docker_client) as reg:
         reg.push(build_busybox(docker_client), "busybox")
+        reg.push(build_service(docker_client), "service")
         yield reg
 
 
@@ -301,5 +302,58 @@ def test_the_pair_is_bounded_by_the_pools_memory(dind_spec: Any, dind_emulator: 
         assert (nested / runner["Id"]).is_dir()
         result = dind_emulator.wait_job(job, timeout=240)
         assert result["conclusion"] == "success", result["output"]
+    finally:
+        manager.stop()
+
+
+def test_a_container_job_reaches_its_service_by_alias_and_sees_the_workspace(dind_spec: Any, dind_emulator: Any,
+                                                                            registry: Registry) -> None:
+    """`container:` + `services:` on the job's own engine: steps run in the job container, in the workspace
+    the runner made (the engine sees `_work` at the runner's path), and reach the service by its alias."""
+    spec = dind_spec(slots=1)
+    manager = InProcessManager(spec, dind_emulator).start()
+    try:
+        script = "\n".join([
+            'echo "pwd=$(pwd)"',
+            "test -d /__w/_temp/_github_workflow && test -d /github/home && echo runner-folders=seen",
+            "test -d /__e && echo externals=mounted",
+            "wget -q -O- http://web:80/index.html",
+            "echo written-in-container > result.txt && ls /__w/*/*/result.txt >/dev/null && echo workspace=shared",
+        ])
+        job = dind_emulator.enqueue_job("acme", spec["labels"], script, timeout=180,
+                                        container=f"{registry.inner}/busybox:latest",
+                                        services={"web": {"image": f"{registry.inner}/service:latest"}})
+        result = dind_emulator.wait_job(job, timeout=240)
+        assert result["conclusion"] == "success", result["output"]
+        out = result["output"]
+        assert "hello from service" in out
+        fields = _fields(out)
+        assert fields["pwd"].startswith("/__w/") and fields["runner-folders"] == "seen"
+        assert fields["externals"] == "mounted" and fields["workspace"] == "shared"
+    finally:
+        manager.stop()
+
+
+def test_a_host_job_reaches_its_service_on_localhost(dind_spec: Any, dind_emulator: Any, registry: Registry) -> None:
+    """A job on the runner reaches a service at localhost:<published port> (the pair's one network namespace),
+    and a bind mount of its workspace shows the engine the runner's files."""
+    spec = dind_spec(slots=1)
+    manager = InProcessManager(spec, dind_emulator).start()
+    try:
+        script = "\n".join([
+            'port=$STANDIN_SERVICE_WEB_PORT_80; echo "published=$port"',
+            'exec 3<>"/dev/tcp/127.0.0.1/$port"',
+            "printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' >&3",
+            "cat <&3",
+            'echo from-the-runner > "$GITHUB_WORKSPACE/note"',
+            f'echo "seen=$(docker run --rm -v "$GITHUB_WORKSPACE:/ws" {registry.inner}/busybox:latest cat /ws/note)"',
+        ])
+        job = dind_emulator.enqueue_job("acme", spec["labels"], script, timeout=180,
+                                        services={"web": {"image": f"{registry.inner}/service:latest",
+                                                          "ports": ["80"]}})
+        result = dind_emulator.wait_job(job, timeout=240)
+        assert result["conclusion"] == "success", result["output"]
+        assert "hello from service" in result["output"]
+        assert _fields(result["output"])["seen"] == "from-the-runner"
     finally:
         manager.stop()

@@ -54,7 +54,7 @@ def test_each_runner_gets_its_own_running_sidecar(pool: Callable[..., Pool], eng
     for r in runners(engine):
         sc = engine.sidecar_of(r.labels["ghr.runner-name"])
         assert sc is not None and sc.state == "running" and sc.name == f"{r.name}-docker"
-        assert r.kwargs["network_mode"] == f"container:{sc.id}"
+        assert r.kwargs["network_mode"] == f"container:{sc.id}" and r.kwargs["cgroupns"] == "private"
         assert r.kwargs["environment"]["DOCKER_HOST"] == D.DOCKER_HOST
         assert r.labels["ghr.pair"] == sc.labels["ghr.pair"] == r.name
         assert {k: sc.labels[k] for k in ("ghr.pool", "ghr.stack", "ghr.host")} == \
