@@ -41,6 +41,7 @@ def registry(docker_client: docker.DockerClient) -> Iterator[Registry]:
     with Registry(docker_client) as reg:
         reg.push(build_busybox(docker_client), "busybox")
         reg.push(build_service(docker_client), "service")
+        reg.push(build_busybox(docker_client), "library/busybox")  # Docker Hub's name, for the mirror test
         yield reg
 
 
@@ -357,3 +358,63 @@ def test_a_host_job_reaches_its_service_on_localhost(dind_spec: Any, dind_emulat
         assert _fields(result["output"])["seen"] == "from-the-runner"
     finally:
         manager.stop()
+
+
+def test_the_jobs_engine_pulls_through_the_pools_registry_mirror(dind_spec: Any, dind_emulator: Any,
+                                                                 registry: Registry) -> None:
+    """dind.registry_mirrors reach the job's engine: `docker pull busybox` (a Docker Hub name, no internet
+    here) is served by the mirror."""
+    spec = dind_spec(slots=1)
+    spec["dind"]["registry_mirrors"] = [f"http://{registry.inner}"]
+    manager = InProcessManager(spec, dind_emulator).start()
+    try:
+        script = "\n".join([
+            "echo \"mirrors=$(docker info --format '{{json .RegistryConfig.Mirrors}}')\"",
+            "docker pull -q busybox:latest >/dev/null && echo pulled=yes",
+            'echo "ran=$(docker run --rm busybox:latest echo from-the-mirror)"',
+        ])
+        result = dind_emulator.wait_job(dind_emulator.enqueue_job("acme", spec["labels"], script, timeout=180),
+                                        timeout=240)
+        assert result["conclusion"] == "success", result["output"]
+        fields = _fields(result["output"])
+        assert json.loads(fields["mirrors"]) == [f"http://{registry.inner}/"]
+        assert fields["pulled"] == "yes" and fields["ran"] == "from-the-mirror"
+    finally:
+        manager.stop()
+
+
+@pytest.fixture(scope="module")
+def silent_engine_image(docker_client: docker.DockerClient) -> str:
+    """A "sidecar" whose engine never answers: it only sleeps."""
+    from tests.manager.mgr_helpers import BASE_IMAGE, build_image
+
+    tag = "ghr-test-silent-engine:1"
+    try:
+        docker_client.images.get(tag)
+    except docker.errors.ImageNotFound:
+        import io
+
+        dockerfile = f'FROM {BASE_IMAGE}\nENTRYPOINT ["sleep", "infinity"]\n'.encode()
+        build_image(docker_client, tag, fileobj=io.BytesIO(dockerfile))
+    return tag
+
+
+def test_a_sidecar_that_never_answers_fails_its_runner_not_the_manager(
+        dind_spec: Any, dind_emulator: Any, docker_client: docker.DockerClient, silent_engine_image: str) -> None:
+    """An engine that never answers: the pair and its registration are undone, the failure is reported
+    (kind `dind`) and backed off; the manager keeps trying and leaves nothing behind."""
+    spec = dind_spec(slots=1)
+    spec["dind"]["image"] = silent_engine_image
+    manager = InProcessManager(spec, dind_emulator)
+    manager.manager.dind_ready_timeout = 1.0
+    manager.start()
+    try:
+        wait_for(lambda: manager.metric("ghr_pool_failures_total", kind="dind") >= 2, 60, "two failed attempts")
+        health = manager.manager.health.snapshot()
+        assert health["last_error_kind"] == "dind" and "did not answer" in health["last_error"]
+        assert manager.thread.is_alive()
+        wait_for(lambda: not pair_containers(docker_client, spec) or None, 10, "no sidecar left between attempts")
+    finally:
+        manager.stop()
+    assert pair_containers(docker_client, spec) == [] and pair_containers(docker_client, spec, "runner") == []
+    assert pool_runners(dind_emulator, spec) == [] and pair_volumes(docker_client, spec) == []
