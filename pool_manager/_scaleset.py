@@ -53,7 +53,7 @@ __all__ = ["FULL_INTERVAL", "ScaleSetManager"]
 FULL_INTERVAL = 300.0  # seconds between full passes at least (the queue reports changes in between)
 SESSION_BOUND = 60.0  # seconds without a session before /healthz reports it (state `session`)
 COMPLETION_GRACE = 10.0  # seconds a runner that exited by itself counts until its JobCompleted comes
-_LOCAL_KINDS = ("docker", "image", "start", "gpu")  # failures that mean this host cannot take jobs now
+_LOCAL_KINDS = ("docker", "image", "start", "gpu", "dind")  # failures that mean this host cannot take jobs now
 
 
 class ScaleSetManager(PoolManager):

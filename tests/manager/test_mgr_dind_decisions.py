@@ -283,3 +283,23 @@ def test_a_reload_to_dind_replaces_idle_runners_with_pairs(github: FakeGitHub, e
     p.full()
     (after,) = p.names()
     assert after != before and engine.sidecar_of(after) is not None
+
+
+def test_a_scale_set_pool_scales_pairs_from_zero_and_back(github: FakeGitHub, engine: FakeEngine,
+                                                          tmp_path: Any) -> None:
+    """A scale-set dind pool: 3 jobs bring 3 pairs (within max), each job's end removes its pair; back at zero
+    no sidecar or volume is left."""
+    from tests.manager.fakes import FakeScaleSets
+    from tests.manager.test_mgr_scaleset_decisions import SSPool
+
+    scalesets = FakeScaleSets(github)
+    p = SSPool(github, engine, scalesets, tmp_path, max_runners=3, **DIND)
+    p.full()
+    scalesets.enqueue(3)
+    p.sync()
+    names = sorted(c.labels["ghr.runner-name"] for c in runners(engine))
+    assert len(names) == 3 and all(engine.sidecar_of(n) is not None for n in names)
+    for name in names:
+        p.run_job(name)
+    p.sync()
+    assert engine.containers == {} and engine.anonymous == {}
