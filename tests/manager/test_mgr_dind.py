@@ -418,3 +418,25 @@ def test_a_sidecar_that_never_answers_fails_its_runner_not_the_manager(
         manager.stop()
     assert pair_containers(docker_client, spec) == [] and pair_containers(docker_client, spec, "runner") == []
     assert pool_runners(dind_emulator, spec) == [] and pair_volumes(docker_client, spec) == []
+
+
+def test_a_hardened_runner_drives_its_engine(dind_spec: Any, dind_emulator: Any, registry: Registry,
+                                            docker_client: docker.DockerClient) -> None:
+    """container.hardened with dind: the runner keeps a read-only root, no capabilities and no new privileges,
+    and still builds and runs through its engine (the socket's group is all it needs)."""
+    spec = dind_spec(slots=1, container={"hardened": True})
+    manager = InProcessManager(spec, dind_emulator).start()
+    try:
+        script = _script(BUILD_AND_RUN + r"""
+if touch /usr/ghr-probe 2>/dev/null; then echo root=writable; else echo root=read-only; fi
+grep -E '^(CapEff|NoNewPrivs):' /proc/self/status | tr -d '\t' | sed 's/:/=/'
+""", registry)
+        result = dind_emulator.wait_job(dind_emulator.enqueue_job("acme", spec["labels"], script, timeout=180),
+                                        timeout=240)
+        assert result["conclusion"] == "success", result["output"]
+        fields = _fields(result["output"])
+        assert fields["ran"] == "built-in-the-job"
+        assert fields["root"] == "read-only" and fields["CapEff"] == "0000000000000000" and fields["NoNewPrivs"] == "1"
+    finally:
+        manager.stop()
+    assert pair_volumes(docker_client, spec) == []
