@@ -1,14 +1,20 @@
 """ghr cache exporter: Prometheus metrics and /healthz of a host's caches, from their own records.
 
     python3 exporter.py --stats /var/lib/ghr-stats --port 9180 --caches apt,registry
+    python3 exporter.py scan-registry /var/lib/docker-registry /var/lib/ghr-stats   (in the registry container)
 
 Reads only the stats volume (read-only), which the cache containers write (runner-image/cache/ghr-cache.sh):
 - apt: apt-cacher-ng's own transfer log `apt/apt-cacher.log`, lines `time|I|bytes|client|path` (fetched from
   upstream) and `time|O|bytes|client|path` (served). A file served without an upstream transfer in the same
   record is a hit, one with it a miss. The log is on the volume, so the counts survive restarts.
-- registry: the registry's own expvar counters (`registry.proxy.{blobs,manifests}`: Requests, Hits, Misses,
-  BytesPushed = served, BytesPulled = fetched upstream), dumped to `registry.vars.json` by its container;
-  they restart at 0 with the registry (Prometheus counter semantics).
+- registry: the registry's own expvar counters (`registry.proxy.blobs`), dumped to `registry.vars.json` by its
+  container, and its storage: Debian's docker-registry 2.8 counts every blob it copies to anyone as a "hit"
+  (`Hits`, `BytesPushed`: a miss is copied twice, from upstream to the client and from upstream to its
+  storage) and never counts misses (`Misses`, `BytesPulled` stay 0). So its container also records the blobs
+  that appear in its storage (`registry.stored`: "<blobs> <bytes>" since the container started, written by
+  `exporter.py scan-registry`), and: misses = new blobs, upstream bytes = 2 x their size, requests =
+  Hits - misses, hits = requests - misses, served bytes = BytesPushed - their size. Both restart at 0 with
+  the registry's container (Prometheus counter semantics).
 - `<cache>.health` ("ok|fail <unix time>"), `<cache>.size` ("<used bytes> <max bytes>"), `<cache>.evicted`.
 Standard library only; no network access but its own listener.
 """
@@ -75,19 +81,46 @@ def _read(path: str) -> str | None:
 def _registry_counts(stats: str) -> dict[str, int]:
     counts = {"hit": 0, "miss": 0, "served": 0, "upstream": 0}
     text = _read(os.path.join(stats, "registry.vars.json"))
+    stored = (_read(os.path.join(stats, "registry.stored")) or "0 0").split()
     if not text:
         return counts
     try:
-        proxy = json.loads(text).get("registry", {}).get("proxy", {})
-    except ValueError:
+        blobs = json.loads(text).get("registry", {}).get("proxy", {}).get("blobs") or {}
+        new, new_bytes = int(stored[0]), int(stored[1])
+    except (ValueError, IndexError):
         return counts
-    for kind in ("blobs", "manifests"):
-        m = proxy.get(kind) or {}
-        counts["hit"] += int(m.get("Hits", 0))
-        counts["miss"] += int(m.get("Misses", 0))
-        counts["served"] += int(m.get("BytesPushed", 0))
-        counts["upstream"] += int(m.get("BytesPulled", 0))
+    copies, pushed = int(blobs.get("Hits", 0)), int(blobs.get("BytesPushed", 0))
+    requests = max(copies - new, 0)
+    counts.update(miss=min(new, requests), hit=max(requests - new, 0), upstream=2 * new_bytes,
+                  served=max(pushed - new_bytes, 0))
     return counts
+
+
+def scan_registry(root: str, stats: str) -> None:
+    """Record the blobs that appeared in the registry's storage since the last scan (a fetch from upstream;
+    one evicted and fetched again counts again): `registry.stored` += their count and bytes."""
+    v2 = os.path.join(root, "docker", "registry", "v2")
+    layers: set[str] = set()  # layer and config blobs (manifests are blobs too, but not counted as such)
+    for folder, dirs, _files in os.walk(os.path.join(v2, "repositories")):
+        if os.path.basename(folder) == "sha256" and os.path.basename(os.path.dirname(folder)) == "_layers":
+            layers.update(dirs)
+            dirs.clear()
+    blobs: dict[str, int] = {}
+    for digest in layers:
+        try:
+            blobs[digest] = os.path.getsize(os.path.join(v2, "blobs", "sha256", digest[:2], digest, "data"))
+        except OSError:
+            continue
+    seen_path = os.path.join(stats, "registry.seen")
+    seen = set((_read(seen_path) or "").split())
+    stored = (_read(os.path.join(stats, "registry.stored")) or "0 0").split()
+    new = [d for d in blobs if d not in seen]
+    count, size = int(stored[0]) + len(new), int(stored[1]) + sum(blobs[d] for d in new)
+    for path, text in ((seen_path, "\n".join(sorted(blobs))), (os.path.join(stats, "registry.stored"),
+                                                              f"{count} {size}")):
+        with open(path + ".tmp", "w", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+        os.replace(path + ".tmp", path)
 
 
 class Exporter:
@@ -164,6 +197,11 @@ def serve(exporter: Exporter, port: int, host: str = "0.0.0.0") -> ThreadingHTTP
 
 
 def main() -> None:
+    import sys
+
+    if sys.argv[1:2] == ["scan-registry"]:
+        scan_registry(sys.argv[2], sys.argv[3])
+        return
     ap = argparse.ArgumentParser()
     ap.add_argument("--stats", default="/var/lib/ghr-stats")
     ap.add_argument("--port", type=int, default=9180)

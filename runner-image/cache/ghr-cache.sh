@@ -57,6 +57,7 @@ supervise() {  # NAME DATA_DIR URL [VARS_URL]: probe and evict while the server 
   while kill -0 "$server" 2>/dev/null; do
     probe "$name" "$url"
     if [[ -n $vars ]]; then
+      python3 /usr/local/lib/ghr/exporter.py scan-registry "$dir" "$stats" || true
       python3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=3).read().decode())' \
         "$vars" > "$stats/$name.vars.tmp" 2>/dev/null && mv -f "$stats/$name.vars.tmp" "$stats/$name.vars.json" || true
     fi
@@ -83,6 +84,10 @@ case $role in
     upstream=${GHR_REGISTRY_UPSTREAM:-https://registry-1.docker.io}
     install -d -o docker-registry -g docker-registry -m 0755 /var/lib/docker-registry
     chown -R docker-registry:docker-registry /var/lib/docker-registry
+    # The registry's counters start at 0 with it: so do the stored-blob counts (the seen list stays).
+    write "$stats/registry.stored" "0 0"
+    [[ -e $stats/registry.seen ]] || python3 /usr/local/lib/ghr/exporter.py scan-registry /var/lib/docker-registry "$stats"
+    write "$stats/registry.stored" "0 0"
     # Proxy mode: clients can pull (and only pull); no upstream credentials are ever configured.
     cat > /run/registry.yml <<YAML
 version: 0.1

@@ -14,7 +14,7 @@ import secrets
 import socket
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -72,9 +72,11 @@ class CacheUnderTest:
     def metrics_url(self) -> str:
         return f"http://127.0.0.1:{self.cfg.metrics_port}"
 
-    def start(self) -> CacheUnderTest:
+    def start(self, on_network: Callable[[str], None] | None = None) -> CacheUnderTest:
         net = CacheNetworkProvider().create({**HOST, "name": self.names.network, "stack": self.names.stack})
         self.network = {"id": net.id, **(net.outs or {})}
+        if on_network is not None:  # e.g. an upstream registry joins the network before the mirror starts
+            on_network(self.names.network)
         for kind in ("stats", "apt", "registry", "tools"):
             if kind == "stats" or (kind == "apt" and self.cfg.apt) or (kind == "registry" and self.cfg.registry):
                 res = CacheVolumeProvider().create({**HOST, "name": self.names.volume(kind), "stack": self.names.stack,
@@ -176,12 +178,13 @@ def runner_image(docker_client: docker.DockerClient) -> str:
             pytest.fail(str(exc))
 
 
-def make_cache(client: docker.DockerClient, image: str, **cfg: Any) -> CacheUnderTest:
+def make_cache(client: docker.DockerClient, image: str, on_network: Callable[[str], None] | None = None,
+               **cfg: Any) -> CacheUnderTest:
     stack = f"tc{secrets.token_hex(3)}"
     config = replace(HostCacheConfig(metrics_port=free_port()), **cfg)
     cache = CacheUnderTest(client, image, config, CacheNames(stack))
     try:
-        return cache.start()
+        return cache.start(on_network)
     except BaseException:
         cache.close()
         raise
