@@ -87,7 +87,55 @@ def collect(outputs: Mapping[str, Any], fleet: FleetConfig, *, client: Any = Non
                 "runners": [{"name": r.name, "status": r.status, "busy": r.busy, "labels": r.labels} for r in
                             sorted(mine, key=lambda r: r.name)],
             })
-    return {"stack": fleet.stack, "scope": fleet.github.scope_url, "github_error": github_error, "pools": rows}
+    caches = [cache_status(fleet, h.name) for h in fleet.hosts if h.cache is not None] if docker_states else []
+    return {"stack": fleet.stack, "scope": fleet.github.scope_url, "github_error": github_error, "pools": rows,
+            "caches": caches}
+
+
+_HEALTH_PROBE = ("import sys, urllib.request, urllib.error\n"
+                 "try:\n    print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())\n"
+                 "except urllib.error.HTTPError as e:\n    print(e.read().decode())\n")
+
+
+def cache_status(fleet: FleetConfig, host_name: str) -> dict[str, Any]:
+    """A host's caches: each container's state, and the exporter's /healthz (counters, disk), read inside the
+    exporter container through the Docker API (so a remote host's loopback-only port needs no tunnel)."""
+    import docker.errors
+
+    from .config import CacheNames
+    from .docker import docker_client
+
+    h = fleet.host(host_name)
+    assert h.cache is not None
+    names = CacheNames(fleet.stack)
+    out: dict[str, Any] = {"host": host_name, "metrics_port": h.cache.metrics_port, "containers": {}, "caches": {},
+                           "error": None}
+    try:
+        with docker_client(h.url, list(h.ssh_options) or None, h.tls, timeout=15) as dc:
+            for role in ("apt", "registry", "metrics"):
+                if (role == "apt" and not h.cache.apt) or (role == "registry" and not h.cache.registry):
+                    continue
+                try:
+                    out["containers"][role] = str(dc.containers.get(names.container(role)).status)
+                except docker.errors.NotFound:
+                    out["containers"][role] = "absent"
+            if out["containers"].get("metrics") == "running":
+                res = dc.containers.get(names.container("metrics")).exec_run(
+                    ["python3", "-c", _HEALTH_PROBE, f"http://127.0.0.1:{h.cache.metrics_port}/healthz"])
+                raw = res.output if isinstance(res.output, bytes) else b"".join(res.output)
+                out["caches"] = json.loads(raw.decode().strip() or "{}").get("caches", {})
+    except Exception as exc:  # noqa: BLE001 - report, do not crash the status view
+        out["error"] = f"{type(exc).__name__}: {exc}"
+    return out
+
+
+def _size(n: Any) -> str:
+    value = float(n or 0)
+    for unit in ("B", "K", "M", "G", "T"):
+        if value < 1024 or unit == "T":
+            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.1f}{unit}"
+        value /= 1024
+    return str(n)
 
 
 def _manager_state(fleet: FleetConfig, host_name: str, container: str) -> str:
@@ -123,6 +171,23 @@ def render(status: Mapping[str, Any]) -> str:
             for r in row["runners"]:
                 state = "busy" if r["busy"] else "idle"
                 lines.append(f"  {r['name']:<36} {r['status']:<8} {state if r['status'] == 'online' else '-'}")
+    if status.get("caches"):
+        lines.append("")
+        cache_head = ("CACHE", "HOST", "CONTAINER", "HEALTH", "HITS", "MISSES", "SERVED", "UPSTREAM", "DISK/MAX")
+        cache_table: list[tuple[str, ...]] = [cache_head]
+        for host in status["caches"]:
+            if host.get("error"):
+                lines.append(f"  caches on {host['host']}: {host['error']}")
+            for kind, state in host["containers"].items():
+                if kind == "metrics":
+                    continue
+                row = host["caches"].get(kind) or {}
+                cache_table.append((kind, host["host"], state, str(row.get("state", "-")), str(row.get("hit", "-")),
+                                    str(row.get("miss", "-")), _size(row.get("served")), _size(row.get("upstream")),
+                                    f"{_size(row.get('disk_bytes'))}/{_size(row.get('max_bytes'))}"))
+        cache_widths = [max(len(r[i]) for r in cache_table) for i in range(len(cache_head))]
+        for cache_row in cache_table:
+            lines.append("  ".join(c.ljust(w) for c, w in zip(cache_row, cache_widths, strict=False)).rstrip())
     return "\n".join(lines)
 
 
