@@ -168,5 +168,6 @@ def pair_runner_kwargs(kwargs: dict[str, Any], spec: PoolSpec, *, sidecar_id: st
 
 
 def ready_command() -> list[str]:
-    """What the manager runs in the sidecar (exec) to know its engine answers on the pair's socket."""
-    return ["docker", "-H", DOCKER_HOST, "version", "--format", "{{.Server.Version}}"]
+    """What the manager runs in the sidecar (exec) to know its engine answers on the pair's socket; each try
+    is bounded (a socket that accepts but never answers must not hold the manager's loop)."""
+    return ["timeout", "5", "docker", "-H", DOCKER_HOST, "version", "--format", "{{.Server.Version}}"]
