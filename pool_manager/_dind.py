@@ -10,7 +10,7 @@ The pair is one unit (docs/design.md, "pool_manager", Docker in jobs):
   for resolve), and gets `DOCKER_HOST`. Docker copies the runner image's `externals` into the empty volume
   when the runner is created.
 - Limits: with cgroup v1 and the cgroupfs driver (these machines), the sidecar carries the pool's cpus,
-  memory and pids limits, the runner is created with `cgroup_parent` = the sidecar's cgroup, and the
+  memory and pids limits, the runner (which keeps them too) is created with `cgroup_parent` = the sidecar's cgroup, and the
   sidecar runs in a private cgroup namespace where its entrypoint mounts its own subtree: the runner and
   every container of the job's engine nest under the sidecar's cgroup, so the pool's limits bound the whole
   pair (hierarchical on v1). Elsewhere (systemd driver, cgroup v2: untested here) each container of the pair
@@ -161,9 +161,9 @@ def pair_runner_kwargs(kwargs: dict[str, Any], spec: PoolSpec, *, sidecar_id: st
     else:
         out.pop("tmpfs", None)
     if limits.nested:
+        # The runner keeps the pool's limits too: redundant under the sidecar's cgroup, a safety net should the
+        # engine's cgroup parent not be the default /docker (this path would then be a new, unlimited one).
         out["cgroup_parent"] = f"/docker/{sidecar_id}"
-        for key in ("nano_cpus", "mem_limit", "pids_limit"):
-            out.pop(key, None)
     return out
 
 
