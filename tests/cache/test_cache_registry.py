@@ -2,9 +2,8 @@
 registry the test runs (tests/_support/registry.py) on the cache network.
 
 Who pulls: a client speaking the registry pull protocol (manifest by tag, then config and layer blobs by digest)
-from a container on the cache network, as a per-job engine does. A per-job engine itself (issue 10's dind sidecar,
-with the mirror in its registry-mirrors) is not used here: that wiring is the spec's (`dind.registry_mirrors`,
-filled by the program, tests/cache/test_cache_config.py) and the sidecar's."""
+from a container on the cache network; and a per-job engine: issue 10's dind sidecar, made as the manager makes
+it from the spec the program writes (the host's mirror first in its registry-mirrors), pulling `busybox`."""
 
 from __future__ import annotations
 
@@ -90,3 +89,52 @@ def test_cached_image_pulls_with_the_upstream_stopped(docker_client: docker.Dock
     first = _pull(docker_client, cache)
     docker_client.containers.get(upstream.name).stop(timeout=2)
     assert _pull(docker_client, cache) == first
+
+
+def test_per_job_engine_pulls_through_the_mirror(docker_client: docker.DockerClient,
+                                                 mirror: tuple[CacheUnderTest, Registry]) -> None:
+    """A dind pool's sidecar engine (issue 10), made as the manager makes it from the spec the program writes
+    (the host's mirror first in its registry-mirrors), pulls `busybox` from Docker Hub's name through the mirror:
+    the first pull misses, a pull after `docker rmi` fetches no blob upstream, and with the upstream stopped a
+    cached image still pulls."""
+    import copy
+
+    from components.config import parse_config
+    from pool_manager import _dind as D
+    from tests.cache.test_cache_config import BASE as CONFIG
+    from tests.manager.mgr_helpers import ensure_dind_image
+
+    cache, upstream = mirror
+    raw = copy.deepcopy(CONFIG)
+    raw["hosts"] = [{"name": "local", "url": "unix:///var/run/docker.sock",
+                     "cache": {"apt": False, "registry": True, "metricsPort": cache.cfg.metrics_port}}]
+    raw["pools"][0].update(hosts=["local"], docker="dind", dind={"security": "caps"})
+    spec = parse_config(raw, cache.names.stack, ["ghr:github"]).spec("cpu", "local")
+    spec = spec.with_image("unused").with_dind_image(ensure_dind_image(docker_client))
+    assert spec.dind is not None and spec.dind.registry_mirrors[0] == cache.names.registry_mirror
+    name = f"{spec.name_prefix}-0-mirror"
+    kwargs = D.sidecar_kwargs(spec, slot=0, runner_name=name, limits=D.Limits(nested=False))
+    sidecar = docker_client.containers.create(**kwargs)
+    try:
+        sidecar.start()
+        deadline = time.monotonic() + 60
+        env = {"DOCKER_HOST": f"unix://{D.SOCKET_DIR}/docker.sock"}
+        while sidecar.exec_run(["docker", "version"], environment=env).exit_code != 0:
+            assert time.monotonic() < deadline, sidecar.logs(tail=30).decode(errors="replace")
+            time.sleep(1)
+
+        def pull() -> None:
+            res = sidecar.exec_run(["docker", "pull", "busybox:latest"], environment=env)
+            assert res.exit_code == 0, res.output.decode(errors="replace")
+            sidecar.exec_run(["docker", "rmi", "busybox:latest"], environment=env)
+
+        pull()
+        first = _counts(cache)
+        assert first["miss"] >= 2 and first["upstream"] > 100_000, first
+        pull()
+        second = _counts(cache)
+        assert second["upstream"] == first["upstream"] and second["hit"] > first["hit"], (first, second)
+        docker_client.containers.get(upstream.name).stop(timeout=2)
+        pull()
+    finally:
+        sidecar.remove(force=True, v=True)
