@@ -95,3 +95,13 @@ def test_eviction_keeps_the_cache_under_its_bound(docker_client: docker.DockerCl
         assert 0 < counts["disk_bytes"] <= bound, counts
     finally:
         cache.close()
+
+
+def test_hardened_runner_gets_the_proxy_file(docker_client: docker.DockerClient, host_cache: CacheUnderTest,
+                                             runner_image: str) -> None:
+    """A hardened runner (read-only root) still gets the proxy URL (an anonymous volume at /run/ghr-apt), and
+    the image's apt hook answers it while the cache is up."""
+    spec = pool_spec(host_cache, runner_image, hardened=True)
+    job = run_job(docker_client, spec, "cat /run/ghr-apt/proxy; /usr/local/bin/ghr-apt-proxy http://deb.debian.org/x")
+    assert job.exit_code == 0, job.output
+    assert job.output.split() == [host_cache.names.apt_proxy] * 2
