@@ -17,6 +17,8 @@ from pool_manager.spec import PoolSpec, load_spec
 
 STACK_FILES = sorted(glob.glob(os.path.join(ROOT, "examples", "*.yaml"))) + [os.path.join(ROOT, "Pulumi.sandbox.yaml")]
 IMAGE = "sha256:0123abcd"
+DIND_IMAGE = "sha256:d1d1d1d1"
+DOCKER_KEYS = ("docker", "dind", "docker_host_unsafe", "docker_host_socket")
 
 
 def _legacy_document(fleet: FleetConfig, pool: PoolConfig, host: str, image: str) -> dict[str, Any]:
@@ -34,22 +36,53 @@ def _stacks() -> list[tuple[str, dict[str, Any], list[str]]]:
     return [*stacks, ("unit base", base(), ["ghr:github"])]
 
 
+def _expected_docker_keys(fleet: FleetConfig, pool: PoolConfig, host: str) -> dict[str, Any]:
+    """The Docker-in-jobs keys the spec must carry for this pool, from its configuration (none for docker none)."""
+    if pool.docker == "none":
+        return {}
+    if pool.docker == "host":
+        return {"docker": "host", "docker_host_unsafe": True, "docker_host_socket": fleet.host(host).socket_path}
+    settings = dict(pool.dind)
+    dind: dict[str, Any] = ({"runtime": settings["runtime"]} if settings.get("runtime") is not None else
+                            {"image": DIND_IMAGE, "security": settings.get("security", "privileged")})
+    for key in ("registry_mirrors", "insecure_registries"):
+        if settings.get(key):
+            dind[key] = list(settings[key])
+    return {"docker": "dind", "dind": dind}
+
+
 @pytest.mark.parametrize(("name", "raw", "secrets"), _stacks(), ids=[s[0] for s in _stacks()])
 def test_spec_file_is_byte_for_byte_what_it_was(name: str, raw: dict[str, Any], secrets: list[str]) -> None:
     """For every documented stack, the manager's spec file is unchanged: deployed stacks see no diff.
-    (Scale-set pools are newer than that reference: their spec is the fixed form plus the scale-set keys.)"""
+    (Scale-set pools and Docker-in-jobs pools are newer than that reference: their spec is the fixed form plus
+    the scale-set keys, and plus `docker` with `dind` (its sidecar image set at deploy) or the host socket keys.)"""
     fleet = parse_config(raw, "example", secrets)
     for pool in fleet.pools:
         for host in pool.hosts:
+            spec = fleet.spec(pool.name, host).with_image(IMAGE)
+            if spec.dind_sidecar:
+                spec = spec.with_dind_image(DIND_IMAGE)
+            if spec.scale_set:
+                spec = spec.with_scale_set_id(1)
+            docker_keys = _expected_docker_keys(fleet, pool, host)
+            if not pool.scale_set and not docker_keys:
+                before = json.dumps(_legacy_document(fleet, pool, host, IMAGE), indent=2, sort_keys=True)
+                assert spec.dumps() == before
+                continue
+            doc = json.loads(spec.dumps())
+            assert {k: doc.pop(k) for k in DOCKER_KEYS if k in doc} == docker_keys, f"{name}: pool {pool.name}"
             if pool.scale_set:
-                doc = json.loads(fleet.spec(pool.name, host).with_image(IMAGE).with_scale_set_id(1).dumps())
                 scale_keys = {k: doc.pop(k) for k in ("scaling", "min_runners", "max_runners", "scale_set_name",
                                                       "scale_set_id")}
-                assert doc == _legacy_document(fleet, pool, host, IMAGE) and doc["slots"] == pool.max_runners
+                assert doc["slots"] == pool.max_runners
                 assert scale_keys["scaling"] == "scale_set" and scale_keys["scale_set_id"] == 1
-                continue
-            before = json.dumps(_legacy_document(fleet, pool, host, IMAGE), indent=2, sort_keys=True)
-            assert fleet.spec(pool.name, host).with_image(IMAGE).dumps() == before
+            assert doc == _legacy_document(fleet, pool, host, IMAGE)
+
+
+def test_the_documented_stacks_include_a_docker_in_jobs_pool() -> None:
+    """The docker keys above are exercised on a documented stack, not only on made-up ones."""
+    pools = [p for _, raw, secrets in _stacks() for p in parse_config(raw, "example", secrets).pools]
+    assert any(p.docker == "dind" for p in pools)
 
 
 def test_config_builds_a_spec_per_pool_and_host_without_image() -> None:
