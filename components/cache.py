@@ -19,12 +19,15 @@ A change of size, upstream or image replaces the containers; the volumes, and so
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Mapping
 from typing import Any, NotRequired, TypedDict
 
 import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, Resource, ResourceProvider
+
+from pool_manager._containers import VOLUME_FAMILY
 
 from ._provider import changed, host_desc, is_unknown
 from .config import CacheNames, HostCacheConfig
@@ -178,27 +181,46 @@ class CacheVolumeProvider(ResourceProvider):
         return ReadResult(id_=id_, outs=dict(props))
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
-        import docker.errors
-
+        """Remove the volume and its per-slot family (``<name>-<slot>``, made by the pool managers for a
+        ``per_slot`` mount: the tool cache), unless ``keep``."""
         if props.get("keep", True):
-            return  # kept on purpose: the next `up` of this stack adopts it, warm
+            return  # kept on purpose: the next `up` of this stack adopts it (and its family), warm
         with client_from_props(props, timeout=60) as client:
-            deadline = time.monotonic() + DELETE_WAIT
-            while True:
-                try:
-                    client.volumes.get(id_).remove()
-                    return
-                except docker.errors.NotFound:
-                    return
-                except docker.errors.APIError as exc:
-                    if exc.status_code != 409:
-                        raise
-                    if time.monotonic() >= deadline:
-                        raise CacheResourceError(
-                            f"cache volume {id_!r} on {host_desc(props)} is still used by"
-                            f" {', '.join(_users(client, volume=id_)) or 'containers'}; remove them, then run pulumi"
-                            " destroy again") from None
-                    time.sleep(2)
+            for name in [id_, *family_volumes(client, id_, str(props.get("stack")))]:
+                _remove_volume(client, name, props)
+
+
+def family_volumes(client: Any, name: str, stack: str) -> list[str]:
+    """The per-slot volumes of ``name`` on a host: labelled with it as their family (pool_manager._containers
+    ``VOLUME_FAMILY``) and this stack, or, whoever made them, named ``<name>-<digits>``."""
+    found = {v["Name"] for v in client.api.volumes(
+        filters={"label": [f"{VOLUME_FAMILY}={name}", f"ghr.stack={stack}"]}).get("Volumes") or []}
+    pattern = re.compile(re.escape(name) + r"-[0-9]+")
+    found |= {v["Name"] for v in client.api.volumes().get("Volumes") or [] if pattern.fullmatch(v["Name"])}
+    found.discard(name)
+    return sorted(found)
+
+
+def _remove_volume(client: Any, name: str, props: Mapping[str, Any]) -> None:
+    """Remove one volume, waiting up to DELETE_WAIT for the containers still using it to go."""
+    import docker.errors
+
+    deadline = time.monotonic() + DELETE_WAIT
+    while True:
+        try:
+            client.volumes.get(name).remove()
+            return
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:
+                raise
+            if time.monotonic() >= deadline:
+                raise CacheResourceError(
+                    f"cache volume {name!r} on {host_desc(props)} is still used by"
+                    f" {', '.join(_users(client, volume=name)) or 'containers'}; remove them, then run pulumi"
+                    " destroy again") from None
+            time.sleep(2)
 
 
 class CacheNetwork(Resource, module="ghr", name="CacheNetwork"):

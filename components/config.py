@@ -883,7 +883,9 @@ def _add_cache(document: dict[str, Any], stack: str, pool: PoolConfig, host_cach
     if "toolCache" in kinds:
         volumes = list(container.get("volumes") or [])
         if not any(isinstance(v, Mapping) and v.get("target") == TOOL_CACHE_PATH for v in volumes):
-            volumes.append({"type": "cache", "source": names.volume("tools"), "target": TOOL_CACHE_PATH})
+            # per slot: the runner in slot N mounts <source>-N, so no two jobs write one tool cache at once
+            volumes.append({"type": "cache", "source": names.volume("tools"), "target": TOOL_CACHE_PATH,
+                            "per_slot": True})
         container["volumes"] = volumes
         env = dict(container.get("env") or {})
         env.setdefault("RUNNER_TOOL_CACHE", TOOL_CACHE_PATH)

@@ -69,8 +69,29 @@ def device_requests(gpus: GpuSpec | None) -> list[DeviceRequest]:
     return [DeviceRequest(device_ids=list(gpus.device_ids), capabilities=[["gpu"]])]
 
 
-def cache_volume_labels(spec: PoolSpec) -> dict[str, str]:
-    return {ROLE: "cache", STACK: spec.stack}
+VOLUME_FAMILY = "ghr.volume-family"  # on a per-slot volume: the spec's `source` it was made for (`<source>-<slot>`)
+
+
+def cache_volume_labels(spec: PoolSpec, *, family: str | None = None, slot: int | None = None) -> dict[str, str]:
+    """Labels of a volume the manager makes; a per-slot one names its family (the spec's source) and slot, so
+    whoever owns the family (components.cache.CacheVolume) finds every member."""
+    labels = {ROLE: "cache", STACK: spec.stack}
+    if family is not None:
+        labels[VOLUME_FAMILY] = family
+    if slot is not None:
+        labels[SLOT] = str(slot)
+    return labels
+
+
+def slot_volumes(spec: PoolSpec, slot: int) -> list[tuple[str, str]]:
+    """The per-slot volumes the runner in `slot` mounts: (name, family) pairs."""
+    out = []
+    for vol in spec.container.volumes:
+        if vol.per_slot and vol.source is not None:
+            name = vol.source_for(slot)
+            assert name is not None
+            out.append((name, vol.source))
+    return out
 
 
 def create_kwargs(spec: PoolSpec, *, slot: int, runner_name: str, runner_id: int) -> dict[str, Any]:
@@ -93,7 +114,8 @@ def create_kwargs(spec: PoolSpec, *, slot: int, runner_name: str, runner_id: int
         elif vol.type == "bind":
             mounts.append(Mount(target=vol.target, source=vol.source, type="bind", read_only=vol.read_only))
         else:  # volume, cache: named volumes
-            mounts.append(Mount(target=vol.target, source=vol.source, type="volume", read_only=vol.read_only))
+            # per_slot: `<source>-<slot>`, so no two runners (jobs) write one of these volumes at once
+            mounts.append(Mount(target=vol.target, source=vol.source_for(slot), type="volume", read_only=vol.read_only))
     if c.hardened:
         taken = {vol.target.rstrip("/") for vol in c.volumes}
         for target, (size, options) in HARDENED_TMPFS.items():

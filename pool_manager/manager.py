@@ -24,7 +24,7 @@ import signal
 import string
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import docker
@@ -404,23 +404,34 @@ class PoolManager:
                 raise PoolError("image", f"sidecar image {sidecar!r} (dind.image) is not on this Docker engine;"
                                 " build runner-image/dind.Dockerfile there (pulumi up builds it on each host)") from None
 
-    def _ensure_caches(self) -> None:
-        """Cache volumes are shared across jobs on purpose; create them writable for the runner user."""
+    def _ensure_caches(self, slots: Iterable[int] = ()) -> None:
+        """Cache volumes are shared across jobs on purpose; create them writable for the runner user. A per-slot
+        volume is one per slot (`<source>-<slot>`, labelled with its family and slot): made for `slots`."""
+        wanted: list[tuple[str, dict[str, str]]] = []
         for vol in self.spec.container.volumes:
-            if vol.type != "cache" or vol.source in self._caches_ready:
+            if vol.type != "cache" or vol.source is None:
                 continue
-            assert vol.source is not None
+            if vol.per_slot:
+                for slot in slots:
+                    name = vol.source_for(slot)
+                    assert name is not None
+                    wanted.append((name, C.cache_volume_labels(self.spec, family=vol.source, slot=slot)))
+            else:
+                wanted.append((vol.source, C.cache_volume_labels(self.spec)))
+        for name, labels in wanted:
+            if name in self._caches_ready:
+                continue
             dc = self._docker()
             try:
-                dc.api.inspect_volume(vol.source)
+                dc.api.inspect_volume(name)
             except NotFound:
-                dc.volumes.create(vol.source, labels=C.cache_volume_labels(self.spec))
+                dc.volumes.create(name, labels=labels)
                 dc.containers.run(self._image, entrypoint=["chown", f"{C.RUNNER_UID}:{C.RUNNER_GID}", "/cache"],
                                   user="0", network_mode="none", remove=True,
                                   labels={C.ROLE: "init", C.STACK: self.spec.stack},
-                                  mounts=[Mount(target="/cache", source=vol.source, type="volume")])
-                event("cache_volume_created", pool=self.spec.pool, volume=vol.source)
-            self._caches_ready.add(vol.source)
+                                  mounts=[Mount(target="/cache", source=name, type="volume")])
+                event("cache_volume_created", pool=self.spec.pool, volume=name)
+            self._caches_ready.add(name)
 
     def _mint(self, name: str, group_id: int) -> tuple[int, str]:
         """Register a just-in-time runner: (its id, its encoded JIT config). A scale-set pool mints in its scale set."""
@@ -430,6 +441,7 @@ class PoolManager:
     def _start_runner(self, slot: int, group_id: int) -> str:
         """Start one runner in `slot`; returns its name."""
         name = f"{self.spec.name_prefix}-{slot}-{''.join(secrets.choice(_ALPHABET) for _ in range(6))}"
+        self._ensure_caches([slot])  # this slot's own volumes (per_slot), made once
         if self.spec.dind_sidecar:
             return self._start_pair(slot, group_id, name)
         runner_id, encoded_jit_config = self._mint(name, group_id)

@@ -137,16 +137,27 @@ class GpuSpec:
 
 @dataclass(frozen=True)
 class VolumeSpec:
-    """One mount. `cache` is a named volume shared across jobs on purpose (made writable for the runner)."""
+    """One mount. `cache` is a named volume shared across jobs on purpose (made writable for the runner).
+
+    `per_slot` (named volumes only): the runner in slot N mounts `<source>-<N>` instead of `source`, so at most one
+    job at a time (the one in that slot) writes any of these volumes, and the next job in the slot finds what the
+    last one left (the tool cache: one copy per slot, never two concurrent writers)."""
 
     type: Literal["volume", "bind", "tmpfs", "cache"]
     target: str
     source: str | None = None
     read_only: bool = False
     size: int | None = None  # bytes, tmpfs only
+    per_slot: bool = False
+
+    def source_for(self, slot: int) -> str | None:
+        """The volume the runner in `slot` mounts: `<source>-<slot>` when `per_slot`, else `source`."""
+        if self.per_slot and self.source is not None:
+            return f"{self.source}-{slot}"
+        return self.source
 
     def dump(self) -> dict[str, Any]:
-        """`type` and `target` always; `source`, `read_only` and `size` when set."""
+        """`type` and `target` always; `source`, `read_only`, `size` and `per_slot` when set."""
         out: dict[str, Any] = {"type": self.type, "target": self.target}
         if self.source is not None:
             out["source"] = self.source
@@ -154,6 +165,8 @@ class VolumeSpec:
             out["read_only"] = True
         if self.size is not None:
             out["size"] = _size_text(self.size)
+        if self.per_slot:
+            out["per_slot"] = True
         return out
 
 
@@ -550,7 +563,10 @@ def _volume(value: Any, where: str) -> VolumeSpec:
             raise SpecError(f"{where}.source", f"expected a volume name ([A-Za-z0-9_.-], 2+ chars), got {source!r}")
         if kind == "cache" and read_only:
             raise SpecError(f"{where}.read_only", "a cache volume is for jobs to write; use type 'volume' to mount read-only")
-    return VolumeSpec(type=kind, target=target, source=source, read_only=read_only, size=size)
+    per_slot = _bool(value, "per_slot", f"{where}.", False)
+    if per_slot and kind not in ("volume", "cache"):
+        raise SpecError(f"{where}.per_slot", f"only named volumes (volume, cache) can be per slot, not {kind}")
+    return VolumeSpec(type=kind, target=target, source=source, read_only=read_only, size=size, per_slot=per_slot)
 
 
 def _capabilities(value: Any, where: str) -> tuple[str, ...]:

@@ -218,11 +218,13 @@ class JobResult:
     seconds: float
 
 
-def run_job(client: docker.DockerClient, spec: PoolSpec, script: str, *, timeout: float = 300.0) -> JobResult:
-    """A fresh runner container made as the manager makes it (network, apt proxy file), running `script`."""
-    name = f"{spec.name_prefix}-0-{secrets.token_hex(3)}"
-    kwargs = C.create_kwargs(spec, slot=0, runner_name=name, runner_id=1)
-    kwargs.update(entrypoint=["bash", "-c", script], command=None)
+def run_job(client: docker.DockerClient, spec: PoolSpec, script: str, *, timeout: float = 300.0, slot: int = 0,
+            args: list[str] | None = None) -> JobResult:
+    """A fresh runner container in `slot` made as the manager makes it (network, apt proxy file, the slot's own
+    volumes), running `script` (with `args` as $1...)."""
+    name = f"{spec.name_prefix}-{slot}-{secrets.token_hex(3)}"
+    kwargs = C.create_kwargs(spec, slot=slot, runner_name=name, runner_id=1)
+    kwargs.update(entrypoint=["bash", "-c", script, "job", *(args or [])], command=None)
     container = client.containers.create(**kwargs)
     try:
         if spec.cache is not None and spec.cache.apt_proxy:

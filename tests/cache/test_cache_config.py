@@ -65,12 +65,14 @@ def test_dind_pool_gets_the_mirror() -> None:
 
 
 def test_tool_cache_mounts_the_shared_volume() -> None:
-    """toolCache mounts the host's tool-cache volume at /opt/hostedtoolcache and points the runner at it."""
+    """toolCache mounts the host's tool-cache volume at /opt/hostedtoolcache, one per slot (`per_slot`: no two
+    jobs write one at once), and points the runner at it."""
     raw = _raw(hosts=["a"], cache={"toolCache": True})
     raw["hosts"][0]["cache"] = {"toolCache": True}
     spec = parse_config(raw, "dev", SECRETS).spec("cpu", "a")
     vol = spec.container.volumes[-1]
     assert (vol.type, vol.source, vol.target) == ("cache", "ghr-dev-cache-tools", "/opt/hostedtoolcache")
+    assert vol.per_slot and vol.source_for(3) == "ghr-dev-cache-tools-3"
     assert spec.container.env["RUNNER_TOOL_CACHE"] == "/opt/hostedtoolcache"
     assert spec.cache is not None and spec.cache.apt_proxy is None
 
