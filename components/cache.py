@@ -9,7 +9,8 @@ On one Docker host, for one stack (names from :class:`components.config.CacheNam
 - the volumes ``ghr-<stack>-cache-{apt,registry,tools,stats}`` (:class:`CacheVolume`): created or adopted, kept by
   ``pulumi destroy`` unless the stack says ``keepVolumes: false``;
 - the containers ``ghr-<stack>-cache-apt`` (:3142), ``ghr-<stack>-cache-registry`` (:5000, a pull-through mirror
-  of ``registry.upstream``, read-only to clients) and ``ghr-<stack>-cache-metrics`` (host network,
+  of ``registry.upstream``, read-only to clients; also published on the host's loopback only, ``127.0.0.1:<hostPort>``,
+  for the host's own image builds) and ``ghr-<stack>-cache-metrics`` (host network,
   ``metricsPort``: ``/metrics``, ``/healthz``), restart ``always``; each cache bounds its volume to its size
   (least recently used files evicted, ``runner-image/cache/ghr-cache.sh``).
 
@@ -30,7 +31,7 @@ from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, 
 from pool_manager._containers import VOLUME_FAMILY
 
 from ._provider import changed, host_desc, is_unknown
-from .config import CacheNames, HostCacheConfig
+from .config import REGISTRY_CACHE_PORT, CacheNames, HostCacheConfig
 from .docker import MANAGED_LABEL, DockerContainer, DockerImage, client_from_props, host_props
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -248,8 +249,9 @@ class CacheVolume(Resource, module="ghr", name="CacheVolume"):
 
 def cache_services(names: CacheNames, cfg: HostCacheConfig) -> dict[str, dict[str, Any]]:
     """The cache containers of a host (role -> name, command, mounts, env, network_mode), as HostCache makes
-    them (the tests start the same ones). No port is published: the caches are on the cache network only; the
-    exporter is on the host network (``metricsPort``) and reads the stats volume only, read-only."""
+    them (the tests start the same ones). The caches are on the cache network; the registry's port is also published
+    on the host's loopback only (``loopback_ports``, ``registry.hostPort``: the host's own image builds), nothing
+    else; the exporter is on the host network (``metricsPort``) and reads the stats volume only, read-only."""
     stats = {"type": "volume", "source": names.volume("stats"), "target": STATS_DIR}
     out: dict[str, dict[str, Any]] = {}
     if cfg.apt:
@@ -262,6 +264,8 @@ def cache_services(names: CacheNames, cfg: HostCacheConfig) -> dict[str, dict[st
                                       stats],
                            "env": {"GHR_CACHE_MAX_BYTES": str(cfg.registry_size),
                                    "GHR_REGISTRY_UPSTREAM": cfg.registry_upstream}}
+        if cfg.host_mirror:  # the host's own image builds pull their base through it: 127.0.0.1 only
+            out["registry"]["loopback_ports"] = {str(REGISTRY_CACHE_PORT): cfg.registry_host_port}
     if out:
         out["metrics"] = {"command": ["exporter"], "network_mode": "host", "mounts": [{**stats, "read_only": True}],
                           "env": {"GHR_METRICS_PORT": str(cfg.metrics_port), "GHR_CACHES": ",".join(out)}}
@@ -285,6 +289,7 @@ class HostCache(pulumi.ComponentResource):
     network: pulumi.Output[str]
     apt_proxy: pulumi.Output[str | None]
     registry_mirror: pulumi.Output[str | None]
+    host_mirror: pulumi.Output[str | None]  # 127.0.0.1:<hostPort>: the mirror for the host's own image builds
     metrics_port: pulumi.Output[int]
     containers: pulumi.Output[dict[str, Any]]
     volumes: pulumi.Output[dict[str, Any]]
@@ -322,12 +327,17 @@ class HostCache(pulumi.ComponentResource):
                 "network_mode": network.name if svc["network_mode"] == names.network else svc["network_mode"],
                 "restart_policy": "always", "labels": {**labels, "ghr.cache": role}, "stop_timeout": 10,
             }
+            if svc.get("loopback_ports"):
+                container_args["loopback_ports"] = svc["loopback_ports"]
             deps = [volumes[m["source"].rsplit("-", 1)[1]] for m in svc["mounts"]]
             containers[role] = DockerContainer(f"{name}-{role}", None,
                                                pulumi.ResourceOptions(parent=self, depends_on=deps), **container_args)
         self.network = network.name
         self.apt_proxy = pulumi.Output.from_input(names.apt_proxy if cfg.apt else None)
         self.registry_mirror = pulumi.Output.from_input(names.registry_mirror if cfg.registry else None)
+        # 127.0.0.1:<hostPort> once the registry container runs (so an image that pulls through it waits for it)
+        self.host_mirror = (containers["registry"].container_id.apply(lambda _id: cfg.host_mirror)
+                            if cfg.host_mirror and "registry" in containers else pulumi.Output.from_input(None))
         self.metrics_port = pulumi.Output.from_input(cfg.metrics_port)
         self.containers = pulumi.Output.from_input(
             {role: {"name": c.name, "id": c.container_id, "state": c.state} for role, c in containers.items()})
@@ -337,6 +347,7 @@ class HostCache(pulumi.ComponentResource):
         self.register_outputs({
             "network": self.network, "apt_proxy": self.apt_proxy, "registry_mirror": self.registry_mirror,
             "metrics_port": self.metrics_port, "containers": self.containers, "volumes": self.volumes,
+            "host_mirror": self.host_mirror,
         })
 
 

@@ -56,7 +56,7 @@ HOST_KEYS = {"name", "url", "sshOptions", "tls", "socketPath", "cache"}
 # ghr:hosts[i].cache (issue 11): the host's caches, and ghr:pools[i].cache, which of them a pool uses.
 HOST_CACHE_KEYS = {"apt", "registry", "toolCache", "metricsPort", "keepVolumes"}
 APT_CACHE_KEYS = {"size"}
-REGISTRY_CACHE_KEYS = {"size", "upstream"}
+REGISTRY_CACHE_KEYS = {"size", "upstream", "hostPort"}
 POOL_CACHE_KINDS = {"apt", "registry", "toolCache"}
 APT_CACHE_PORT = 3142
 REGISTRY_CACHE_PORT = 5000
@@ -64,6 +64,9 @@ DEFAULT_APT_CACHE_SIZE = 10 * 1024**3
 DEFAULT_REGISTRY_CACHE_SIZE = 20 * 1024**3
 DEFAULT_REGISTRY_UPSTREAM = "https://registry-1.docker.io"
 DEFAULT_CACHE_METRICS_PORT = 9180
+# The registry cache's port on the host's loopback only (127.0.0.1): the host's own image builds pull their base
+# image through it (engines allow plain http to 127.0.0.0/8 registries); no other interface publishes it.
+DEFAULT_REGISTRY_HOST_PORT = 5055
 MIN_CACHE_SIZE = 64 * 1024**2
 TOOL_CACHE_PATH = "/opt/hostedtoolcache"  # the runner's tool cache, as on GitHub's hosted runners
 TLS_KEYS = {"ca", "cert", "key"}
@@ -158,12 +161,18 @@ class HostCacheConfig:
     registry: bool = False
     registry_size: int = DEFAULT_REGISTRY_CACHE_SIZE
     registry_upstream: str = DEFAULT_REGISTRY_UPSTREAM
+    registry_host_port: int | None = DEFAULT_REGISTRY_HOST_PORT  # on 127.0.0.1 only; None: not published
     tool_cache: bool = False
     metrics_port: int = DEFAULT_CACHE_METRICS_PORT
     keep_volumes: bool = True  # `pulumi destroy` keeps the cache volumes (false: deletes them)
 
     def kinds(self) -> set[str]:
         return {k for k, on in (("apt", self.apt), ("registry", self.registry), ("toolCache", self.tool_cache)) if on}
+
+    @property
+    def host_mirror(self) -> str | None:
+        """``127.0.0.1:<hostPort>``: the registry cache as the host's own engine reaches it (its image builds)."""
+        return f"127.0.0.1:{self.registry_host_port}" if self.registry and self.registry_host_port else None
 
 
 @dataclass(frozen=True)
@@ -793,13 +802,22 @@ def _parse_host_cache(c: _Checker, raw: Any, path: str) -> HostCacheConfig | Non
         upstream = DEFAULT_REGISTRY_UPSTREAM
     if not (apt or registry or tool_cache):
         c.add(path, "turns every cache off", "remove cache, or turn on apt, registry or toolCache")
+    host_port: int | None = DEFAULT_REGISTRY_HOST_PORT
+    if reg_cfg.get("hostPort") is False:
+        host_port = None
+    elif reg_cfg.get("hostPort") is not None:
+        host_port = c.int_in(reg_cfg.get("hostPort"), f"{path}.registry.hostPort", 1024, 65535,
+                             DEFAULT_REGISTRY_HOST_PORT)
+    metrics_port = c.int_in(cfg.get("metricsPort"), f"{path}.metricsPort", 1024, 65535, DEFAULT_CACHE_METRICS_PORT)
+    if registry and host_port is not None and host_port == metrics_port:
+        c.add(f"{path}.registry.hostPort", f"{host_port} is also the cache's metricsPort",
+              f"use another port (default {DEFAULT_REGISTRY_HOST_PORT}), or false to keep the mirror off the host")
     return HostCacheConfig(
         apt=apt, apt_size=_cache_size(c, apt_cfg.get("size"), f"{path}.apt.size", DEFAULT_APT_CACHE_SIZE),
         registry=registry,
         registry_size=_cache_size(c, reg_cfg.get("size"), f"{path}.registry.size", DEFAULT_REGISTRY_CACHE_SIZE),
-        registry_upstream=upstream.rstrip("/"), tool_cache=tool_cache,
-        metrics_port=c.int_in(cfg.get("metricsPort"), f"{path}.metricsPort", 1024, 65535, DEFAULT_CACHE_METRICS_PORT),
-        keep_volumes=keep)
+        registry_upstream=upstream.rstrip("/"), registry_host_port=host_port, tool_cache=tool_cache,
+        metrics_port=metrics_port, keep_volumes=keep)
 
 
 def _parse_pool_cache(c: _Checker, raw: Any, path: str) -> frozenset[str]:
@@ -845,6 +863,10 @@ def _check_caches(c: _Checker, hosts: Sequence[HostConfig], pools: Sequence[Pool
                 c.add(f"{NAMESPACE}:hosts[{hi}].cache.metricsPort",
                       f"{h.cache.metrics_port} is also pool {pool.name!r}'s metricsPort on host {host!r}",
                       "give the host's cache exporter another metricsPort (default 9180)")
+            if h.cache is not None and h.cache.host_mirror and pool.metrics_port == h.cache.registry_host_port:
+                c.add(f"{NAMESPACE}:hosts[{hi}].cache.registry.hostPort",
+                      f"{h.cache.registry_host_port} is also pool {pool.name!r}'s metricsPort on host {host!r}",
+                      f"give the registry cache another hostPort (default {DEFAULT_REGISTRY_HOST_PORT})")
 
 
 def pool_cache_kinds(pool: PoolConfig, host: HostConfig) -> set[str]:

@@ -120,6 +120,8 @@ class Fleet(pulumi.ComponentResource):
                 }
                 if pool.dind_sidecar:
                     image_args["dind_sidecar"] = True
+                if host_name in self.caches and host_cfg.cache is not None and host_cfg.cache.host_mirror:
+                    image_args["base_mirror"] = self.caches[host_name].host_mirror  # the base through the mirror
                 if args.get("runner_context"):
                     image_args["runner_context"] = args["runner_context"]
                 if args.get("manager_context"):

@@ -40,6 +40,7 @@ class RunnerImageArgs(TypedDict):
     runner_context: NotRequired[str]
     manager_context: NotRequired[str]
     dind_sidecar: NotRequired[bool]  # also build the dind sidecar image (pools with docker: dind, no dind.runtime)
+    base_mirror: NotRequired[pulumi.Input[str | None]]  # the host's registry cache on its loopback (HostCache.host_mirror)
 
 
 class RunnerImage(pulumi.ComponentResource):
@@ -72,7 +73,7 @@ class RunnerImage(pulumi.ComponentResource):
             "dockerfile": RUNNER_DOCKERFILE,
             "build_args": dict(args["build_args"]),
             "host": args["host"],
-            "labels": {**labels, "ghr.role": "runner-image"},
+            "labels": {**labels, "ghr.role": "runner-image"}, "base_mirror": args.get("base_mirror"),
         }, child)
         manager_args = {"BASE_IMAGE": args["manager_base_image"]} if args.get("manager_base_image") else {}
         manager = DockerImage(f"{name}-manager", {
@@ -81,7 +82,7 @@ class RunnerImage(pulumi.ComponentResource):
             "dockerfile": MANAGER_DOCKERFILE,
             "build_args": manager_args,
             "host": args["host"],
-            "labels": {**labels, "ghr.role": "manager-image"},
+            "labels": {**labels, "ghr.role": "manager-image"}, "base_mirror": args.get("base_mirror"),
         }, child)
         self.runner_image_id = runner.image_id
         self.manager_image_id = manager.image_id
@@ -103,7 +104,7 @@ class RunnerImage(pulumi.ComponentResource):
                 "dockerfile": DIND_DOCKERFILE,
                 "build_args": {"BASE_IMAGE": base} if base else {},
                 "host": args["host"],
-                "labels": {**labels, "ghr.role": "dind-image"},
+                "labels": {**labels, "ghr.role": "dind-image"}, "base_mirror": args.get("base_mirror"),
             }, child)
             self.dind_image_id = dind.image_id
             self.dind_tag = pulumi.Output.from_input(dind_tag)

@@ -29,7 +29,17 @@ from ._container import (
     Mount,
     Upload,
 )
-from ._image import DockerBuildError, DockerImage, DockerImageArgs, DockerImageProvider, context_hash, context_tar
+from ._image import (
+    DockerBuildError,
+    DockerImage,
+    DockerImageArgs,
+    DockerImageProvider,
+    context_hash,
+    context_tar,
+    dockerfile_base,
+    hub_repository,
+    pull_base_through_mirror,
+)
 
 
 class HostConnection(TypedDict):
@@ -57,6 +67,9 @@ __all__ = [
     "client_from_props",
     "context_hash",
     "context_tar",
+    "dockerfile_base",
+    "hub_repository",
+    "pull_base_through_mirror",
     "default_host_url",
     "docker_client",
     "host_props",

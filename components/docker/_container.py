@@ -49,7 +49,7 @@ RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
 MOUNT_TYPES = ("bind", "volume", "tmpfs")
 _REPLACE_KEYS = (
     "docker_host", "name", "image", "command", "entrypoint", "env", "mounts", "network_mode",
-    "restart_policy", "labels", "user", "extra_hosts", "group_add",
+    "restart_policy", "labels", "user", "extra_hosts", "group_add", "loopback_ports",
 )  # "uploads": see _uploads_change
 _UPDATE_ONLY_KEYS = ("ssh_options", "tls", "startup_check", "stop_timeout", "reload_signal")
 _STOPPED_STATES = ("exited", "dead", "created")
@@ -294,6 +294,9 @@ class DockerContainerProvider(ResourceProvider):
                 user=props.get("user") or None,
                 extra_hosts=dict(props.get("extra_hosts") or {}) or None,
                 group_add=list(props.get("group_add") or []) or None,
+                # container port -> host port, on the host's 127.0.0.1 only: never another interface
+                ports={f"{int(c)}/tcp": ("127.0.0.1", int(h)) for c, h in (props.get("loopback_ports") or {}).items()}
+                or None,
             )
             try:
                 uploads = props.get("uploads") or []
@@ -458,6 +461,7 @@ class DockerContainerArgs(TypedDict):
     user: NotRequired[str]
     extra_hosts: NotRequired[Mapping[str, str]]
     group_add: NotRequired[Sequence[str]]
+    loopback_ports: NotRequired[Mapping[str, int]]  # {"<container port>": <host port>}, published on 127.0.0.1 only
     startup_check: NotRequired[float]  # seconds the container must stay up after start (default 2)
     # Signal (e.g. "SIGHUP") sent after writing changed `reloadable` uploads in place; without it they replace.
     reload_signal: NotRequired[str]
@@ -496,6 +500,7 @@ class DockerContainer(Resource, module="docker", name="Container"):
             "user": a.get("user"),
             "extra_hosts": a.get("extra_hosts") or {},
             "group_add": a.get("group_add") or [],
+            "loopback_ports": {str(k): int(v) for k, v in (a.get("loopback_ports") or {}).items()} or None,
             "startup_check": a.get("startup_check", STARTUP_CHECK),
             "reload_signal": a.get("reload_signal"),
             "container_id": None,

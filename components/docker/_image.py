@@ -3,13 +3,21 @@
 Rebuilt when the context hash, Dockerfile, build args or tag change (update in place: a new
 image id, the old image removed when nothing uses it); replaced when the host changes;
 the image is removed on delete. ``read`` reports an image that disappeared from the host.
+
+``base_mirror`` (``127.0.0.1:<port>``: the host's registry cache, published on its loopback, issue 11): before the
+build, a base image (``BASE_IMAGE``, the build arg or the Dockerfile's ``ARG BASE_IMAGE=`` default) that is a
+Docker Hub name and not on the host yet is pulled through the mirror (``127.0.0.1:<port>/library/<name>:<tag>``)
+and tagged as its own name, so the build finds it; if the mirror fails, the build pulls it as usual (logged).
+A base already on the host is left alone (``pull_base`` pulls it anyway: a newer one for a moving tag).
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import os
+import re
 import stat
 import tarfile
 from collections.abc import Mapping
@@ -34,6 +42,7 @@ from ._connection import HostSpecError, client_from_props, host_props, validate_
 
 DEFAULT_EXCLUDES = [".git", ".venv", "**/__pycache__", "node_modules", ".state", ".cache", ".pytest_cache"]
 BUILD_TIMEOUT = 1800
+log = logging.getLogger(__name__)
 
 
 class DockerBuildError(RuntimeError):
@@ -89,6 +98,73 @@ def context_tar(context: str, dockerfile: str) -> io.BytesIO:
 _BUILD_KEYS = ("context_hash", "dockerfile", "build_args", "tag", "network_mode", "labels", "target")
 
 
+def dockerfile_base(context: str, dockerfile: str, build_args: Mapping[str, Any]) -> str | None:
+    """The image the build starts from, when it says so through ``BASE_IMAGE``: the build arg, else the
+    Dockerfile's ``ARG BASE_IMAGE=<default>`` (None when neither: a literal FROM is left to the build)."""
+    arg = build_args.get("BASE_IMAGE")
+    if isinstance(arg, str) and arg:
+        return arg
+    try:
+        with open(os.path.join(context, dockerfile), encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError:
+        return None
+    m = re.search(r"^\s*ARG\s+BASE_IMAGE=(\S+)\s*$", text, re.MULTILINE)
+    return m.group(1).strip("\"'") if m else None
+
+
+def hub_repository(ref: str) -> tuple[str, str] | None:
+    """(repository as the registry API names it, tag) of a Docker Hub image name (``ubuntu:24.04`` ->
+    ``library/ubuntu``, ``24.04``; ``docker.io/x/y`` -> ``x/y``, ``latest``); None for another registry's name
+    (``ghcr.io/...``, ``localhost:5000/...``) or a digest reference (left to the build)."""
+    if "@" in ref or not ref:
+        return None
+    first, _, rest = ref.partition("/")
+    if rest and (first in ("docker.io", "index.docker.io", "registry-1.docker.io")):
+        ref = rest
+    elif rest and ("." in first or ":" in first or first == "localhost"):
+        return None
+    name, _, tag = ref.rpartition(":") if ":" in ref.rsplit("/", 1)[-1] else (ref, "", "latest")
+    if not re.fullmatch(r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*", name):
+        return None
+    return (name if "/" in name else f"library/{name}"), (tag or "latest")
+
+
+def pull_base_through_mirror(client: Any, props: Mapping[str, Any]) -> str:
+    """Put the build's base image on the host through ``base_mirror`` when it should (see the module doc);
+    returns what happened: ``none`` (no mirror, no Hub base), ``present``, ``mirror`` or ``fallback: <why>``."""
+    import docker.errors
+
+    mirror = props.get("base_mirror")
+    base = dockerfile_base(str(props.get("context")), str(props.get("dockerfile") or "Dockerfile"),
+                           dict(props.get("build_args") or {}))
+    hub = hub_repository(base) if base and isinstance(mirror, str) and mirror else None
+    if base is None or hub is None:
+        return "none"
+    if not props.get("pull_base"):
+        try:
+            client.images.get(base)
+            return "present"  # local-only bases (ghr-base:bookworm) and pulled ones: left alone
+        except docker.errors.ImageNotFound:
+            pass
+    repository, tag = hub
+    through = f"{mirror}/{repository}:{tag}"
+    try:
+        image = client.images.pull(f"{mirror}/{repository}", tag=tag)
+        image.tag(base if ":" in base.rsplit("/", 1)[-1] else f"{base}:latest")
+        try:
+            client.images.remove(through, noprune=True)  # only the mirror's name: the image stays as `base`
+        except docker.errors.APIError:
+            pass
+    except (docker.errors.DockerException, OSError) as exc:
+        why = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+        log.warning("pulling base image %s through the host's registry cache (%s) on %s failed (%s); the build"
+                    " pulls it from its registry instead", base, through, host_desc(props), why)
+        return f"fallback: {why}"
+    log.info("base image %s pulled through the host's registry cache (%s) on %s", base, through, host_desc(props))
+    return "mirror"
+
+
 class DockerImageProvider(ResourceProvider):
     """CRUD for one image on one host. Stateless: clients are built inside each method."""
 
@@ -113,7 +189,7 @@ class DockerImageProvider(ResourceProvider):
         updates = changed(olds, news, _BUILD_KEYS + ("ssh_options", "tls"))
         return DiffResult(changes=bool(replaces or updates), replaces=replaces, delete_before_replace=False)
 
-    def _build(self, props: Mapping[str, Any]) -> str:
+    def _build(self, props: Mapping[str, Any]) -> tuple[str, str]:
         context = props["context"]
         dockerfile = props.get("dockerfile") or "Dockerfile"
         if not os.path.isdir(context):
@@ -122,6 +198,7 @@ class DockerImageProvider(ResourceProvider):
         log_tail: list[str] = []
         image_id: str | None = None
         with client_from_props(props, timeout=BUILD_TIMEOUT) as client:
+            base_pull = pull_base_through_mirror(client, props)
             stream = client.api.build(
                 fileobj=tar,
                 custom_context=True,
@@ -150,21 +227,23 @@ class DockerImageProvider(ResourceProvider):
                 image_id = client.images.get(props["tag"]).id
         if not image_id:
             raise DockerBuildError(f"docker build of {props['tag']} on {host_desc(props)} reported no image id")
-        return image_id
+        return image_id, base_pull
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        image_id = self._build(props)
+        image_id, base_pull = self._build(props)
         outs = dict(props)
         outs["image_id"] = image_id
+        outs["base_pull"] = base_pull  # none | present | mirror | fallback: <why>
         return CreateResult(id_=f"{props['tag']}@{image_id}", outs=outs)
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        image_id = self._build(news)
+        image_id, base_pull = self._build(news)
         old_id = olds.get("image_id")
         if old_id and old_id != image_id:
             _remove_quietly(olds, old_id)
         outs = dict(news)
         outs["image_id"] = image_id
+        outs["base_pull"] = base_pull
         return UpdateResult(outs=outs)
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
@@ -224,6 +303,8 @@ class DockerImageArgs(TypedDict):
     network_mode: NotRequired[str]
     labels: NotRequired[Mapping[str, str]]
     target: NotRequired[str]
+    base_mirror: NotRequired[pulumi.Input[str | None]]  # 127.0.0.1:<port>: the host's registry cache (loopback)
+    pull_base: NotRequired[bool]  # with base_mirror: pull the base through it even when the host has it
 
 
 class DockerImage(Resource, module="docker", name="Image"):
@@ -254,6 +335,8 @@ class DockerImage(Resource, module="docker", name="Image"):
             "network_mode": a.get("network_mode") or "host",
             "labels": a.get("labels") or {},
             "target": a.get("target"),
+            "base_mirror": a.get("base_mirror"),
+            "pull_base": bool(a.get("pull_base", False)),
             "context_hash": context_hash(context, dockerfile) if os.path.isdir(context) else "missing",
             "image_id": None,
         }
@@ -263,4 +346,5 @@ class DockerImage(Resource, module="docker", name="Image"):
         super().__init__(DockerImageProvider(), resource_name, props, opts)
 
 
-__all__ = ["DockerBuildError", "DockerImage", "DockerImageArgs", "DockerImageProvider", "context_hash"]
+__all__ = ["DockerBuildError", "DockerImage", "DockerImageArgs", "DockerImageProvider", "context_hash", "dockerfile_base",
+           "hub_repository", "pull_base_through_mirror"]

@@ -92,6 +92,7 @@ class CacheUnderTest:
         return {**HOST, "name": svc["name"], "image": self.image, "command": svc["command"], "mounts": svc["mounts"],
                 "env": {**svc["env"], "GHR_PROBE_INTERVAL": "1", "GHR_EVICT_INTERVAL": "2"},
                 "network_mode": svc["network_mode"], "restart_policy": "always", "stop_timeout": 10,
+                "loopback_ports": svc.get("loopback_ports"),
                 "labels": {"ghr.stack": self.names.stack, "ghr.role": "cache", "ghr.cache": role}, "uploads": [],
                 "startup_check": 2}
 
@@ -181,7 +182,7 @@ def runner_image(docker_client: docker.DockerClient) -> str:
 def make_cache(client: docker.DockerClient, image: str, on_network: Callable[[str], None] | None = None,
                **cfg: Any) -> CacheUnderTest:
     stack = f"tc{secrets.token_hex(3)}"
-    config = replace(HostCacheConfig(metrics_port=free_port()), **cfg)
+    config = replace(HostCacheConfig(metrics_port=free_port(), registry_host_port=free_port()), **cfg)
     cache = CacheUnderTest(client, image, config, CacheNames(stack))
     try:
         return cache.start(on_network)

@@ -66,8 +66,15 @@ def test_each_host_gets_its_own_cache(mocks: _Mocks) -> Any:
                                                         "ghr-unit-cache-registry"}
         assert all(v["keep"] is True for v in volumes.values())
         assert len(mocks.named("ghr:CacheNetwork")) == 2  # one per host, each on its own engine
-        for container in containers.values():  # no cache publishes a port or holds a credential
+        for name, container in containers.items():  # only the registry publishes a port (loopback); no credential
             assert "ports" not in container and not any("TOKEN" in k or "PASSWORD" in k for k in container["env"])
+            want = {"5000": 5055} if name == "fleet-b-cache-registry" else None
+            assert container.get("loopback_ports") == want, name
+        images = mocks.named("docker:Image")  # host b's pool images pull their base through b's mirror, a's not
+        for role in ("runner", "manager"):
+            assert images[f"fleet-cpu-b-image-{role}"]["base_mirror"] == "127.0.0.1:5055"
+            assert images[f"fleet-cpu-a-image-{role}"].get("base_mirror") is None
+        assert images["fleet-b-cache-image"].get("base_mirror") is None  # made before the mirror runs
 
     return fleet.pools.apply(check)
 
