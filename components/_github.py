@@ -1,9 +1,11 @@
-"""The GitHub side of a pool, shared by the RunnerRegistration and RunnerPoolReady providers.
+"""The GitHub side of a pool, shared by the RunnerRegistration, RunnerPoolReady and RunnerScaleSet providers.
 
-Plain functions (no base class): credentials from the provider's ``configure()`` (``ghr:github``)
-or the environment, the client for a pool's scope, the pool's runners by name prefix and their
-counts. Credentials are parsed by :mod:`github_client` (``client_from_credentials``); they live in
-the provider process only (the providers pickle an empty state). :func:`config_client` serves the
+Plain functions: credentials from the provider's ``configure()`` (``ghr:github``) or the
+environment, the client for a pool's scope, the pool's runners by name prefix and their counts; and
+:class:`GitHubProvider`, the small base the three GitHub-side providers share (configure, an empty
+pickled state, their credentials and client), so their classes stay where stack states name them.
+Credentials are parsed by :mod:`github_client` (``client_from_credentials``); they live in the
+provider process only (the providers pickle an empty state). :func:`config_client` serves the
 program's own checks and the status command, which start from the validated :class:`GitHubConfig`.
 """
 
@@ -14,7 +16,7 @@ import re
 from collections.abc import Mapping, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from pulumi.dynamic import ConfigureRequest
+from pulumi.dynamic import ConfigureRequest, ResourceProvider
 
 if TYPE_CHECKING:
     from .config import GitHubConfig
@@ -22,7 +24,7 @@ if TYPE_CHECKING:
 from github_client import CredentialsMissing, GitHubClient, Runner, client_from_credentials, credentials_from_env
 
 __all__ = [
-    "CONFIG_KEY", "STALE_LIST_MAX", "USER_AGENT", "CredentialsMissing", "config_client", "configure",
+    "CONFIG_KEY", "STALE_LIST_MAX", "USER_AGENT", "CredentialsMissing", "GitHubProvider", "config_client", "configure",
     "configured_credentials", "credentials", "name_pattern", "pool_client", "pool_runners", "summary",
 ]
 
@@ -107,3 +109,31 @@ def summary(runners: Sequence[Runner]) -> dict[str, Any]:
         "offline": len(offline),
         "stale": sorted(r.name for r in offline)[:STALE_LIST_MAX],
     }
+
+
+class GitHubProvider(ResourceProvider):
+    """Base of the GitHub-side dynamic providers: keeps what ``configure`` gave it, pickles nothing.
+
+    A subclass names its resource in ``resource`` (for the missing-credentials message). Subclasses are
+    pickled into stack states by reference (module and class name) with an empty state: configured
+    credentials are process-local, and whatever an older version pickled (nothing, so far) is ignored
+    on load, since ``configure()`` runs again.
+    """
+
+    serialize_as_secret_always = False  # nothing secret is captured: the provider pickles to a class reference
+    resource = "GitHub"
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {}
+
+    def __setstate__(self, state: object) -> None:
+        pass
+
+    def configure(self, req: ConfigureRequest) -> None:
+        configure(self.__dict__, req)
+
+    def _credentials(self) -> Mapping[str, Any]:
+        return credentials(self.__dict__, self.resource)
+
+    def _client(self, props: Mapping[str, Any], *, timeout: float = 10.0, max_retries: int = 3) -> GitHubClient:
+        return pool_client(self._credentials(), props, timeout=timeout, max_retries=max_retries)

@@ -1,9 +1,10 @@
 """Helpers every dynamic provider of this package shares: the Docker ones and the GitHub-side ones.
 
 Unknown values (not known at preview), deep-plain copies of property values, which keys
-changed, the diff they make, and the check every pool-level resource runs on its identity
-strings and Docker host spec. No I/O, nothing done at import time: providers are pickled
-by reference and this module is re-imported in the provider process.
+changed, the diff they make, the check every pool-level resource runs on its identity
+strings and Docker host spec, and the checks of runner labels and of a timeout in seconds.
+No I/O, nothing done at import time: providers are pickled by reference and this module is
+re-imported in the provider process.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Any
 from pulumi.dynamic import CheckFailure, DiffResult
 
 __all__ = [
-    "HOST_KEYS", "POOL_IDENTITY_KEYS", "UNKNOWN", "changed", "diff_result", "host_desc", "is_unknown", "plain", "pool_check",
+    "HOST_KEYS", "POOL_IDENTITY_KEYS", "UNKNOWN", "changed", "diff_result", "host_desc", "is_unknown", "labels_check",
+    "plain", "pool_check", "seconds_check",
 ]
 
 HOST_KEYS = ("docker_host", "ssh_options", "tls")
@@ -72,3 +74,23 @@ def pool_check(news: Mapping[str, Any]) -> list[CheckFailure]:
         for problem in validate_host_spec(news["docker_host"], news.get("ssh_options"), news.get("tls")):
             failures.append(CheckFailure("docker_host", problem))
     return failures
+
+
+def labels_check(news: Mapping[str, Any], *, blank_ok: bool = False) -> list[CheckFailure]:
+    """``labels``: 1 to 100 non-empty strings without commas (``blank_ok``: a label of spaces passes)."""
+    labels = news.get("labels")
+    if is_unknown(labels):
+        return []
+    if not isinstance(labels, list) or not labels or len(labels) > 100:
+        return [CheckFailure("labels", "expected 1 to 100 runner labels")]
+    if any(not isinstance(x, str) or not (x if blank_ok else x.strip()) or "," in x for x in labels):
+        return [CheckFailure("labels", "labels must be non-empty strings without commas")]
+    return []
+
+
+def seconds_check(news: Mapping[str, Any], key: str) -> list[CheckFailure]:
+    """``key`` is a number of seconds >= 0 (a timeout), or not known yet."""
+    v = news.get(key)
+    if not is_unknown(v) and (isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0):
+        return [CheckFailure(key, f"{key} must be a number of seconds >= 0")]
+    return []

@@ -22,10 +22,11 @@ run once the manager has started:
 - ``delete`` does nothing: it observes, it owns nothing. The GitHub-side lifecycle (label
   changes, the delete sweep) stays with :class:`~components.registration.RunnerRegistration`.
 
-Credentials and GitHub clients are those of RunnerRegistration, through the same plain functions
-(:mod:`components._github`: ``configure`` of ``ghr:github``, the environment fallback, the client,
-the prefix filter and the counts; :mod:`components._provider`: the shared check and diff). It does
-not inherit from the registration provider, and never pickles a credential. Up to this change it was a
+Credentials and GitHub clients are those of RunnerRegistration, through the same base and plain
+functions (:mod:`components._github`: ``GitHubProvider`` with ``configure`` of ``ghr:github``, the
+environment fallback and the client; the prefix filter and the counts; :mod:`components._provider`:
+the shared check and diff). It does not inherit from the registration provider, and never pickles a
+credential. Up to this change it was a
 subclass of ``RunnerRegistrationProvider``; its pickled form was and is an empty state, so stacks
 deployed before unpickle into this class unchanged.
 """
@@ -42,19 +43,17 @@ import pulumi
 from pulumi.dynamic import (
     CheckFailure,
     CheckResult,
-    ConfigureRequest,
     CreateResult,
     DiffResult,
     ReadResult,
     Resource,
-    ResourceProvider,
     UpdateResult,
 )
 
 from github_client import GitHubClient, GitHubUnavailable, RateLimited, Runner, ServerError
 
 from . import _github
-from ._provider import diff_result, host_desc, is_unknown, pool_check
+from ._provider import diff_result, host_desc, is_unknown, pool_check, seconds_check
 from .docker import client_from_props
 
 DEFAULT_READY_TIMEOUT = 180
@@ -119,34 +118,17 @@ def ready_runners(runners: Sequence[Runner], labels: Sequence[str]) -> list[Runn
     return [r for r in runners if r.status == "online" and want <= {str(x).casefold() for x in r.labels}]
 
 
-class RunnerPoolReadyProvider(ResourceProvider):
+class RunnerPoolReadyProvider(_github.GitHubProvider):
     """Dynamic provider for RunnerPoolReady: waits for and counts a pool's online runners.
 
     Pickled into each stack's state by reference (``components.readiness.RunnerPoolReadyProvider``):
-    keep the class at this path. Configured credentials are process-local and never pickled.
+    keep the class at this path. Configured credentials are process-local and never pickled; older
+    versions (a RunnerRegistrationProvider subclass) pickled nothing either.
     """
 
-    serialize_as_secret_always = False  # nothing secret is captured: the provider pickles to a class reference
-
-    def __init__(self) -> None:
-        super().__init__()
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {}
-
-    def __setstate__(self, state: object) -> None:
-        pass  # older versions (a RunnerRegistrationProvider subclass) pickled nothing either
-
-    def configure(self, req: ConfigureRequest) -> None:
-        _github.configure(self.__dict__, req)
+    resource = "RunnerPoolReady"
 
     # -- helpers -----------------------------------------------------------------------------
-
-    def _credentials(self) -> Mapping[str, Any]:
-        return _github.credentials(self.__dict__, "RunnerPoolReady")
-
-    def _client(self, props: Mapping[str, Any], *, timeout: float = 10.0, max_retries: int = 3) -> GitHubClient:
-        return _github.pool_client(self._credentials(), props, timeout=timeout, max_retries=max_retries)
 
     _pool_runners = staticmethod(_github.pool_runners)
 
@@ -278,9 +260,7 @@ class RunnerPoolReadyProvider(ResourceProvider):
             mp: Any = news.get("metrics_port")
             if not is_unknown(mp) and not (_whole(mp) and 0 < mp < 65536):
                 failures.append(CheckFailure("metrics_port", "metrics_port must be the manager's port (1-65535)"))
-        rt = news.get("ready_timeout")
-        if not is_unknown(rt) and (isinstance(rt, bool) or not isinstance(rt, (int, float)) or rt < 0):
-            failures.append(CheckFailure("ready_timeout", "ready_timeout must be a number of seconds >= 0"))
+        failures += seconds_check(news, "ready_timeout")
         return CheckResult(news, failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:

@@ -28,14 +28,11 @@ from typing import Any, NotRequired, Protocol, TypedDict
 
 import pulumi
 from pulumi.dynamic import (
-    CheckFailure,
     CheckResult,
-    ConfigureRequest,
     CreateResult,
     DiffResult,
     ReadResult,
     Resource,
-    ResourceProvider,
     UpdateResult,
 )
 
@@ -53,7 +50,7 @@ from github_client import (
 
 from . import _github
 from ._github import STALE_LIST_MAX, name_pattern
-from ._provider import changed, diff_result, is_unknown, pool_check
+from ._provider import changed, diff_result, labels_check, pool_check, seconds_check
 from .docker import client_from_props
 
 POLL_INTERVAL = 2.0
@@ -68,7 +65,7 @@ class DrainTimeout(RuntimeError):
     """Busy runners were still running jobs when the drain timeout ran out."""
 
 
-class RunnerRegistrationProvider(ResourceProvider):
+class RunnerRegistrationProvider(_github.GitHubProvider):
     """Dynamic provider for RunnerRegistration. Holds only what ``configure`` gave it.
 
     Pickled into each stack's state by reference (``components.registration.RunnerRegistrationProvider``):
@@ -76,27 +73,9 @@ class RunnerRegistrationProvider(ResourceProvider):
     provider is pickled at construction, before configure runs, and this keeps it that way.
     """
 
-    serialize_as_secret_always = False  # nothing secret is captured: the provider pickles to a class reference
-
-    def __init__(self) -> None:
-        super().__init__()
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {}
-
-    def __setstate__(self, state: object) -> None:
-        pass  # whatever an older version pickled (nothing, so far) is not needed: configure() runs again
-
-    def configure(self, req: ConfigureRequest) -> None:
-        _github.configure(self.__dict__, req)
+    resource = "RunnerRegistration"
 
     # -- helpers -----------------------------------------------------------------------------
-
-    def _credentials(self) -> Mapping[str, Any]:
-        return _github.credentials(self.__dict__, "RunnerRegistration")
-
-    def _client(self, props: Mapping[str, Any], *, timeout: float = 10.0, max_retries: int = 3) -> GitHubClient:
-        return _github.pool_client(self._credentials(), props, timeout=timeout, max_retries=max_retries)
 
     _pool_runners = staticmethod(_github.pool_runners)
     _summary = staticmethod(_github.summary)
@@ -113,15 +92,8 @@ class RunnerRegistrationProvider(ResourceProvider):
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         failures = pool_check(news)
-        labels = news.get("labels")
-        if not is_unknown(labels):
-            if not isinstance(labels, list) or not labels or len(labels) > 100:
-                failures.append(CheckFailure("labels", "expected 1 to 100 runner labels"))
-            elif any(not isinstance(x, str) or not x or "," in x for x in labels):
-                failures.append(CheckFailure("labels", "labels must be non-empty strings without commas"))
-        dt = news.get("drain_timeout")
-        if not is_unknown(dt) and (isinstance(dt, bool) or not isinstance(dt, (int, float)) or dt < 0):
-            failures.append(CheckFailure("drain_timeout", "drain_timeout must be a number of seconds >= 0"))
+        failures += labels_check(news, blank_ok=True)
+        failures += seconds_check(news, "drain_timeout")
         return CheckResult(news, failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:

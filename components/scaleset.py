@@ -38,12 +38,10 @@ import pulumi
 from pulumi.dynamic import (
     CheckFailure,
     CheckResult,
-    ConfigureRequest,
     CreateResult,
     DiffResult,
     ReadResult,
     Resource,
-    ResourceProvider,
     UpdateResult,
 )
 
@@ -51,7 +49,7 @@ from github_client import Conflict, GitHubClient, GitHubError, NotFound, ScaleSe
 from pool_manager.spec import SpecError, check_scale_set_name
 
 from . import _github
-from ._provider import changed, diff_result, is_unknown, pool_check
+from ._provider import changed, diff_result, is_unknown, labels_check, pool_check, seconds_check
 
 log = logging.getLogger(__name__)
 
@@ -81,31 +79,19 @@ def statistics_of(scale_set: ScaleSet) -> dict[str, int]:
     return {key: int(getattr(stats, key)) if stats is not None else 0 for key in STATISTICS_KEYS}
 
 
-class RunnerScaleSetProvider(ResourceProvider):
+class RunnerScaleSetProvider(_github.GitHubProvider):
     """Dynamic provider for RunnerScaleSet. Holds only what ``configure`` gave it.
 
     Pickled into each stack's state by reference (``components.scaleset.RunnerScaleSetProvider``):
     keep the class at this path. Configured credentials are process-local and never pickled.
     """
 
-    serialize_as_secret_always = False  # nothing secret is captured: the provider pickles to a class reference
-
-    def __init__(self) -> None:
-        super().__init__()
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {}
-
-    def __setstate__(self, state: object) -> None:
-        pass
-
-    def configure(self, req: ConfigureRequest) -> None:
-        _github.configure(self.__dict__, req)
+    resource = "RunnerScaleSet"
 
     # -- helpers -----------------------------------------------------------------------------
 
     def _clients(self, props: Mapping[str, Any]) -> tuple[GitHubClient, ScaleSetClient]:
-        github = _github.pool_client(_github.credentials(self.__dict__, "RunnerScaleSet"), props)
+        github = self._client(props)
         return github, ScaleSetClient(github)
 
     @staticmethod
@@ -166,15 +152,8 @@ class RunnerScaleSetProvider(ResourceProvider):
                 check_scale_set_name(name, "name")
             except SpecError as exc:
                 failures.append(CheckFailure("name", exc.reason))
-        labels = news.get("labels")
-        if not is_unknown(labels):
-            if not isinstance(labels, list) or not labels or len(labels) > 100:
-                failures.append(CheckFailure("labels", "expected 1 to 100 runner labels"))
-            elif any(not isinstance(x, str) or not x.strip() or "," in x for x in labels):
-                failures.append(CheckFailure("labels", "labels must be non-empty strings without commas"))
-        dt = news.get("drain_timeout")
-        if not is_unknown(dt) and (isinstance(dt, bool) or not isinstance(dt, (int, float)) or dt < 0):
-            failures.append(CheckFailure("drain_timeout", "drain_timeout must be a number of seconds >= 0"))
+        failures += labels_check(news, blank_ok=False)
+        failures += seconds_check(news, "drain_timeout")
         return CheckResult(news, failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
