@@ -735,6 +735,16 @@ class ScaleSetClient:
         )
         return _Connection(service_url=url.rstrip("/"), admin_token=admin, expires_at=expires)
 
+    def _delete(self, path: str, kind: str, *, missing_ok: bool) -> bool:
+        """An Actions-service DELETE; False when the thing was already gone and ``missing_ok``, else NotFound."""
+        try:
+            self._service("DELETE", path, kind)
+        except NotFound:
+            if missing_ok:
+                return False
+            raise
+        return True
+
     def _service(
         self,
         method: str,
@@ -871,13 +881,7 @@ class ScaleSetClient:
     def delete_scale_set(self, scale_set_id: int, *, missing_ok: bool = False) -> bool:
         """Delete a scale set. Returns False if it was already gone and ``missing_ok``."""
         scale_set_id = check_id(scale_set_id, "scale_set_id")
-        try:
-            self._service("DELETE", f"{_SCALE_SETS}/{scale_set_id}", "delete")
-        except NotFound:
-            if missing_ok:
-                return False
-            raise
-        return True
+        return self._delete(f"{_SCALE_SETS}/{scale_set_id}", "delete", missing_ok=missing_ok)
 
     # -- sessions ---------------------------------------------------------------------------
 
@@ -938,13 +942,8 @@ class ScaleSetClient:
         """End the session (204). Returns False if it was already gone and ``missing_ok``."""
         scale_set_id = check_id(scale_set_id, "scale_set_id")
         session_id = _check_session_id(session_id)
-        try:
-            self._service("DELETE", f"{_SCALE_SETS}/{scale_set_id}/sessions/{quote(session_id, safe='')}", "delete_session")
-        except NotFound:
-            if missing_ok:
-                return False
-            raise
-        return True
+        path = f"{_SCALE_SETS}/{scale_set_id}/sessions/{quote(session_id, safe='')}"
+        return self._delete(path, "delete_session", missing_ok=missing_ok)
 
     def open_session(self, scale_set_id: int, owner: str, *, conflict_wait: float = 0.0) -> MessageSession:
         """:meth:`create_session` wrapped in a :class:`MessageSession` (queue calls, token refresh, close)."""
@@ -1007,13 +1006,7 @@ class ScaleSetClient:
     def delete_agent(self, agent_id: int, *, missing_ok: bool = False) -> bool:
         """Remove a runner. :class:`JobStillRunning` while it runs a job; False if gone and ``missing_ok``."""
         agent_id = check_id(agent_id, "agent_id")
-        try:
-            self._service("DELETE", f"{_AGENTS}/{agent_id}", "delete_agent")
-        except NotFound:
-            if missing_ok:
-                return False
-            raise
-        return True
+        return self._delete(f"{_AGENTS}/{agent_id}", "delete_agent", missing_ok=missing_ok)
 
 
 class MessageSession:
