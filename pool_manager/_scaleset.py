@@ -251,23 +251,9 @@ class ScaleSetManager(PoolManager):
         self.metrics.runners.labels(state="starting").set(0)
         self.health.update(idle=len(boxes) - busy, busy=busy, starting=0)
 
-    def _report(self, boxes: list[Box], registrations: dict[str, Runner]) -> None:
-        idle = busy = starting = 0
-        for box in boxes:
-            reg = registrations.get(box.runner_name)
-            if self.demand.started(box.runner_name) or (reg is not None and reg.busy):
-                busy += 1
-            elif reg is not None and reg.online:
-                idle += 1
-            else:
-                starting += 1
-        self.metrics.runners.labels(state="idle").set(idle)
-        self.metrics.runners.labels(state="busy").set(busy)
-        self.metrics.runners.labels(state="starting").set(starting)
-        self.health.update(idle=idle, busy=busy, starting=starting)
-        cutoff = time.time() - 10 * self.orphan_grace
-        for name in [n for n, t in self._minted.items() if t < cutoff]:
-            del self._minted[name]
+    def _busy(self, box: Box, reg: Runner | None) -> bool:
+        """A runner GitHub assigned a job to (JobStarted) is busy before its registration says so."""
+        return self.demand.started(box.runner_name) or super()._busy(box, reg)
 
     def _full_interval(self) -> float:
         if self.full_interval is not None:

@@ -24,11 +24,12 @@ import signal
 import string
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.models.containers import Container
 from docker.types import Mount
 
 from github_client import GitHubClient, GitHubError, RateLimited, Runner, Unprocessable
@@ -452,26 +453,35 @@ class PoolManager:
             kwargs = C.create_kwargs(self.spec, slot=slot, runner_name=name, runner_id=runner_id)
             container = dc.containers.create(**kwargs)
             container_id = container.id
-            container.put_archive(C.JIT_DIR, C.jit_archive(encoded_jit_config))
-            if self.spec.cache is not None and self.spec.cache.apt_proxy:  # apt in the job uses the host's cache
-                container.put_archive(C.APT_PROXY_DIR, C.apt_proxy_archive(self.spec.cache.apt_proxy))
+            self._put_config(container, encoded_jit_config)
             container.start()
         except Exception as exc:
-            # Undo: no container without a registration, no registration without a container.
-            if container_id is not None:
-                try:
-                    self._docker().api.remove_container(container_id, force=True, v=True)
-                except DockerException:
-                    pass
-            try:
-                self._delete_registration(runner_id, name, "start failed")
-            except GitHubError:
-                pass  # the next full pass sweeps it
+            self._undo_start([container_id], runner_id, name)
             raise start_error(exc, self.spec.image or "?") from exc
         self.metrics.starts.inc()
         event("runner_started", pool=self.spec.pool, slot=slot, runner=name, runner_id=runner_id,
               container=(container_id or "")[:12])
         return name
+
+    def _put_config(self, container: Container, encoded_jit_config: str) -> None:
+        """Into a created runner: its JIT config, and the host's apt proxy when the pool has one (apt in the job uses it)."""
+        container.put_archive(C.JIT_DIR, C.jit_archive(encoded_jit_config))
+        if self.spec.cache is not None and self.spec.cache.apt_proxy:
+            container.put_archive(C.APT_PROXY_DIR, C.apt_proxy_archive(self.spec.cache.apt_proxy))
+
+    def _undo_start(self, container_ids: Sequence[str | None], runner_id: int | None, name: str) -> None:
+        """A start failed: no container without a registration, no registration without a container. Removes the
+        containers made (in the order given), then the registration; the next full pass sweeps what this misses."""
+        for cid in container_ids:
+            if cid is not None:
+                try:
+                    self._docker().api.remove_container(cid, force=True, v=True)
+                except DockerException:
+                    pass
+        try:
+            self._delete_registration(runner_id, name, "start failed")
+        except GitHubError:
+            pass
 
     def _start_pair(self, slot: int, group_id: int, name: str) -> str:
         """A dind runner: its sidecar first (the engine boots while the runner is registered and made), then
@@ -497,22 +507,11 @@ class PoolManager:
                                           self.spec, sidecar_id=sidecar_id, volumes=volumes, limits=self._limits)
             container = dc.containers.create(**kwargs)
             container_id = container.id
-            container.put_archive(C.JIT_DIR, C.jit_archive(encoded_jit_config))
-            if self.spec.cache is not None and self.spec.cache.apt_proxy:  # apt in the job uses the host's cache
-                container.put_archive(C.APT_PROXY_DIR, C.apt_proxy_archive(self.spec.cache.apt_proxy))
+            self._put_config(container, encoded_jit_config)
             waited = self._wait_engine(dc, sidecar_id, name)
             container.start()
         except Exception as exc:
-            for cid in (container_id, sidecar_id):  # the runner first: the sidecar's volumes are then free
-                if cid is not None:
-                    try:
-                        dc.api.remove_container(cid, force=True, v=True)
-                    except DockerException:
-                        pass
-            try:
-                self._delete_registration(runner_id, name, "start failed")
-            except GitHubError:
-                pass  # the next full pass sweeps it
+            self._undo_start([container_id, sidecar_id], runner_id, name)  # the runner first: its sidecar's volumes are then free
             if isinstance(exc, PoolError):
                 raise
             raise start_error(exc, self.spec.image or "?") from exc
@@ -547,11 +546,15 @@ class PoolManager:
                                 " and the host's support for an engine in a container")
             time.sleep(0.05)
 
+    def _busy(self, box: Box, reg: Runner | None) -> bool:
+        """Whether the runner in ``box`` runs a job (its registration says so)."""
+        return reg is not None and reg.busy
+
     def _report(self, boxes: list[Box], registrations: dict[str, Runner]) -> None:
         idle = busy = starting = 0
         for box in boxes:
             reg = registrations.get(box.runner_name)
-            if reg is not None and reg.busy:
+            if self._busy(box, reg):
                 busy += 1
             elif reg is not None and reg.online:
                 idle += 1
