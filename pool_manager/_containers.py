@@ -9,7 +9,7 @@ from typing import Any
 
 from docker.types import DeviceRequest, Mount
 
-from .spec import GpuSpec, PoolSpec
+from .spec import ContainerSpec, GpuSpec, PoolSpec
 
 JIT_DIR = "/run/ghr"
 JIT_FILE = "jitconfig"
@@ -94,6 +94,20 @@ def slot_volumes(spec: PoolSpec, slot: int) -> list[tuple[str, str]]:
     return out
 
 
+def limit_kwargs(c: ContainerSpec) -> dict[str, Any]:
+    """The container's resource limits as docker create arguments (cpus, memory, pids, shm); unset ones left out."""
+    kwargs: dict[str, Any] = {}
+    if c.cpus:
+        kwargs["nano_cpus"] = int(c.cpus * 1e9)
+    if c.memory:
+        kwargs["mem_limit"] = c.memory
+    if c.pids_limit:
+        kwargs["pids_limit"] = c.pids_limit
+    if c.shm_size:
+        kwargs["shm_size"] = c.shm_size
+    return kwargs
+
+
 def create_kwargs(spec: PoolSpec, *, slot: int, runner_name: str, runner_id: int) -> dict[str, Any]:
     """Arguments for `client.containers.create(**kwargs)` for one runner of this pool."""
     c = spec.container
@@ -146,14 +160,7 @@ def create_kwargs(spec: PoolSpec, *, slot: int, runner_name: str, runner_id: int
         kwargs["mounts"] = mounts
     if tmpfs:
         kwargs["tmpfs"] = tmpfs
-    if c.cpus:
-        kwargs["nano_cpus"] = int(c.cpus * 1e9)
-    if c.memory:
-        kwargs["mem_limit"] = c.memory
-    if c.pids_limit:
-        kwargs["pids_limit"] = c.pids_limit
-    if c.shm_size:
-        kwargs["shm_size"] = c.shm_size
+    kwargs.update(limit_kwargs(c))
     gpus = c.gpus.devices_for_slot(slot, c.gpu_per_slot) if c.gpus else None
     requests = device_requests(gpus)
     if requests:

@@ -126,14 +126,7 @@ def sidecar_kwargs(spec: PoolSpec, *, slot: int, runner_name: str, limits: Limit
         kwargs["cap_add"] = ["ALL"]
         kwargs["cap_drop"] = list(DIND_CAPS_DROP)
         kwargs["security_opt"] = ["seccomp=unconfined", "apparmor=unconfined"]
-    if c.cpus:
-        kwargs["nano_cpus"] = int(c.cpus * 1e9)
-    if c.memory:
-        kwargs["mem_limit"] = c.memory
-    if c.pids_limit:
-        kwargs["pids_limit"] = c.pids_limit
-    if c.shm_size:
-        kwargs["shm_size"] = c.shm_size
+    kwargs.update(C.limit_kwargs(c))
     return kwargs
 
 
