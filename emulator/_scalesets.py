@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._errors import ActionsError
-from ._state import Job, Runner, State, StateHooks, iso_ms, scope_kind, tenant_of
+from ._state import Job, Runner, State, StateHooks, iso_ms, tenant_of
 
 MAX_BATCH = 50  # job messages per queue message
 MAX_REASSIGN = 3  # offers cancelled for want of an acquire are re-offered at most this often
@@ -367,17 +367,7 @@ class ScaleSets(StateHooks):
             return got
 
     def _ss_matches(self, ss: ScaleSet, j: Job) -> bool:
-        have = {lb["name"].lower() for lb in ss.labels}
-        if not {x.lower() for x in j.labels} <= have:
-            return False
-        if ss.scope == j.scope:
-            return True
-        owner = j.scope.split("/")[0]
-        if scope_kind(ss.scope) == "org":
-            return owner == ss.scope
-        if scope_kind(ss.scope) == "enterprise":
-            return owner in self.s.enterprise_orgs.get(ss.scope.split("/")[1], set())
-        return False
+        return self.s.reaches(ss.scope, [lb["name"] for lb in ss.labels], j)
 
     def _event(self, kind: str, j: Job, **extra: Any) -> dict[str, Any]:
         owner, _, repo = j.scope.partition("/")

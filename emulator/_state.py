@@ -15,6 +15,7 @@ import secrets
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -608,16 +609,21 @@ class State:
         return j.scale_set_id is None and self._matches(r, j)
 
     def _matches(self, r: Runner, j: Job) -> bool:
-        have = {lb.name.lower() for lb in r.labels}
+        return self.reaches(r.scope, [lb.name for lb in r.labels], j)
+
+    def reaches(self, scope: str, labels: Iterable[str], j: Job) -> bool:
+        """Whether a runner (or scale set) of ``scope`` with ``labels`` may take job ``j``: it has every label
+        of the job (case-insensitive) and its scope is the job's repository, the owning org or the org's enterprise."""
+        have = {x.lower() for x in labels}
         if not {x.lower() for x in j.labels} <= have:
             return False
-        if r.scope == j.scope:
+        if scope == j.scope:
             return True
         owner = j.scope.split("/")[0]
-        if scope_kind(r.scope) == "org":
-            return owner == r.scope
-        if scope_kind(r.scope) == "enterprise":
-            return owner in self.enterprise_orgs.get(r.scope.split("/")[1], set())
+        if scope_kind(scope) == "org":
+            return owner == scope
+        if scope_kind(scope) == "enterprise":
+            return owner in self.enterprise_orgs.get(scope.split("/")[1], set())
         return False
 
     # ---- runner protocol (stand-in runner <-> emulator) ----------------------------------
