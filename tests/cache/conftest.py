@@ -9,7 +9,6 @@ script instead of the runner.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import socket
 import time
@@ -28,7 +27,7 @@ from components.config import CacheNames, HostCacheConfig
 from components.docker import DockerContainerProvider
 from pool_manager import _containers as C
 from pool_manager.spec import PoolSpec, load_spec
-from tests.manager.mgr_helpers import BASE_IMAGE, build_image, ensure_runner_image
+from tests.manager.mgr_helpers import BASE_IMAGE, ensure_built, ensure_runner_image
 
 REPO = Path(__file__).resolve().parents[2]
 HOST: dict[str, Any] = {"docker_host": "unix:///var/run/docker.sock", "ssh_options": [], "tls": None}
@@ -44,16 +43,8 @@ def ensure_cache_image(client: docker.DockerClient) -> str:
     """runner-image/cache/cache.Dockerfile on the local base, tagged by content."""
     files = sorted(p for p in (REPO / "runner-image" / "cache").rglob("*") if p.is_file())
     files += sorted(p for p in (REPO / "runner-image" / "extra-ca").rglob("*") if p.is_file())
-    digest = hashlib.sha256()
-    for p in files:
-        digest.update(p.relative_to(REPO).as_posix().encode() + p.read_bytes())
-    tag = f"ghr-cache-test:{digest.hexdigest()[:12]}"
-    try:
-        client.images.get(tag)
-    except docker.errors.ImageNotFound:
-        build_image(client, tag, path=str(REPO / "runner-image"), dockerfile="cache/cache.Dockerfile",
-                    buildargs={"BASE_IMAGE": BASE_IMAGE})
-    return tag
+    return ensure_built(client, "ghr-cache-test", files, dockerfile="cache/cache.Dockerfile",
+                        buildargs={"BASE_IMAGE": BASE_IMAGE})
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -188,22 +190,27 @@ def build_image(client: docker.DockerClient, tag: str, **kwargs: Any) -> None:
         raise RuntimeError(f"building {tag} failed: {exc.msg}\n{tail}") from None
 
 
-def ensure_runner_image(client: docker.DockerClient, emulator: Any) -> str:
-    """runner-image/Dockerfile on the local base with the emulator's stand-in runner, tagged by content."""
-    import hashlib
-
-    files = sorted(p for p in (REPO / "runner-image").rglob("*") if p.is_file())
-    digest = hashlib.sha256(emulator.tarball_sha256.encode())
+def ensure_built(client: docker.DockerClient, name: str, files: Sequence[Path], *, seed: str = "",
+                 **kwargs: Any) -> str:
+    """``<name>:<digest>``, built from runner-image/ (``kwargs``: dockerfile, buildargs) unless an image of that
+    tag exists; the digest covers ``seed`` and the paths and contents of ``files``."""
+    digest = hashlib.sha256(seed.encode())
     for p in files:
         digest.update(p.relative_to(REPO).as_posix().encode() + p.read_bytes())
-    tag = f"ghr-runner-test:{digest.hexdigest()[:12]}"
+    tag = f"{name}:{digest.hexdigest()[:12]}"
     try:
         client.images.get(tag)
     except docker.errors.ImageNotFound:
-        build_image(client, tag, path=str(REPO / "runner-image"),
-                    buildargs={"BASE_IMAGE": BASE_IMAGE, "RUNNER_URL": emulator.download_url(),
-                               "RUNNER_SHA256": emulator.tarball_sha256, "RUNNER_TOOLS": ""})
+        build_image(client, tag, path=str(REPO / "runner-image"), **kwargs)
     return tag
+
+
+def ensure_runner_image(client: docker.DockerClient, emulator: Any) -> str:
+    """runner-image/Dockerfile on the local base with the emulator's stand-in runner, tagged by content."""
+    files = sorted(p for p in (REPO / "runner-image").rglob("*") if p.is_file())
+    return ensure_built(client, "ghr-runner-test", files, seed=emulator.tarball_sha256,
+                        buildargs={"BASE_IMAGE": BASE_IMAGE, "RUNNER_URL": emulator.download_url(),
+                                   "RUNNER_SHA256": emulator.tarball_sha256, "RUNNER_TOOLS": ""})
 
 
 def fault_answers(manager: InProcessManager) -> float:
@@ -246,21 +253,10 @@ def storm_then_recover(emulator: Any, docker_client: Any, manager: InProcessMana
 
 def ensure_dind_image(client: docker.DockerClient) -> str:
     """runner-image/dind.Dockerfile (the docker "dind" sidecar) on the local base, tagged by content."""
-    import hashlib
-
     names = ["dind.Dockerfile", "dind-entrypoint.sh"]
     files = [REPO / "runner-image" / n for n in names]
     files += sorted(p for p in (REPO / "runner-image" / "extra-ca").rglob("*") if p.is_file())
-    digest = hashlib.sha256()
-    for p in files:
-        digest.update(p.relative_to(REPO).as_posix().encode() + p.read_bytes())
-    tag = f"ghr-dind-test:{digest.hexdigest()[:12]}"
-    try:
-        client.images.get(tag)
-    except docker.errors.ImageNotFound:
-        build_image(client, tag, path=str(REPO / "runner-image"), dockerfile="dind.Dockerfile",
-                    buildargs={"BASE_IMAGE": BASE_IMAGE})
-    return tag
+    return ensure_built(client, "ghr-dind-test", files, dockerfile="dind.Dockerfile", buildargs={"BASE_IMAGE": BASE_IMAGE})
 
 
 def pair_containers(client: docker.DockerClient, spec: dict[str, Any], role: str = "sidecar") -> list[dict[str, Any]]:
