@@ -150,20 +150,13 @@ class ScaleSetManager(PoolManager):
         jit = self.scalesets.generate_jitconfig(self.scale_set_id(), name)
         return jit.runner.id, jit.encoded_jit_config
 
-    def _delete_registration(self, runner_id: int | None, name: str, why: str) -> bool:
-        """Delete a runner of the scale set; False if it runs a job (GitHub refuses: JobStillRunning)."""
-        if runner_id is None:
-            return True
+    def _unregister(self, runner_id: int, name: str) -> bool | None:
+        """Remove a runner of the scale set; None if it runs a job (GitHub refuses: JobStillRunning), marked busy."""
         try:
-            gone = self.scalesets.delete_agent(runner_id, missing_ok=True)
+            return self.scalesets.delete_agent(runner_id, missing_ok=True)
         except JobStillRunning:
             self.demand.mark_busy(name)
-            event("registration_busy", pool=self.spec.pool, runner=name, runner_id=runner_id, why=why)
-            return False
-        self._minted.pop(name, None)
-        if gone:
-            event("registration_deleted", pool=self.spec.pool, runner=name, runner_id=runner_id, why=why)
-        return True
+            return None
 
     # -- the passes -----------------------------------------------------------------------
 

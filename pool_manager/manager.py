@@ -249,13 +249,19 @@ class PoolManager:
         event("runner_removed", pool=self.spec.pool, slot=box.slot, runner=box.runner_name,
               runner_id=box.runner_id, state=box.state, exit_code=box.exit_code, outcome=outcome)
 
+    def _unregister(self, runner_id: int, name: str) -> bool | None:
+        """Remove the registration: True, False if it was already gone, None if it runs a job (GitHub: 422)."""
+        try:
+            return self.github.delete_runner(runner_id, missing_ok=True)
+        except Unprocessable:
+            return None
+
     def _delete_registration(self, runner_id: int | None, name: str, why: str) -> bool:
-        """Delete a registration; False if GitHub says it is running a job (422)."""
+        """Delete a registration; False if GitHub says it is running a job."""
         if runner_id is None:
             return True
-        try:
-            gone = self.github.delete_runner(runner_id, missing_ok=True)
-        except Unprocessable:
+        gone = self._unregister(runner_id, name)
+        if gone is None:
             event("registration_busy", pool=self.spec.pool, runner=name, runner_id=runner_id, why=why)
             return False
         self._minted.pop(name, None)
