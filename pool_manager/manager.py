@@ -94,6 +94,8 @@ class PoolManager:
         self._outage_lock = threading.Lock()
         self._engine_lost = False  # True from a lost event stream until it is back (see `_boxes`)
         self._outage_exits: set[str] = set()  # containers that ended unseen while the stream was lost
+        # When the stream was last lost: only containers created by then can have been ended by that outage.
+        self._lost_at = float("inf")
         self.drain_poll = 2.0  # seconds between drain passes while busy runners finish
         self._rng = rng
         self._backoff = Backoff(spec.backoff_initial, spec.backoff_max, rng)
@@ -134,6 +136,8 @@ class PoolManager:
     def _engine_went_away(self) -> None:
         """The event stream broke: deaths may go unseen until it is back; look at the engine now."""
         with self._outage_lock:
+            if not self._engine_lost:
+                self._lost_at = time.time()
             self._engine_lost = True
         self.wake()
 
@@ -172,7 +176,10 @@ class PoolManager:
             if self._engine_lost:
                 self._outage_exits.update(b.id for b in boxes if b.state in ("exited", "dead") and b.id not in died)
             self._outage_exits &= listed
-            unseen = set(self._outage_exits)
+            # A runner started after the loss (the engine answered again before the watcher did) that
+            # has already exited finished its job: it is not a victim of the outage. `Created` has
+            # whole seconds, so one created in the very second of the loss still counts as a victim.
+            unseen = {b.id for b in boxes if b.id in self._outage_exits and b.created <= self._lost_at}
         out = []
         for b in boxes:
             if b.id in died and b.live:

@@ -390,6 +390,28 @@ def test_exits_unseen_during_an_engine_crash_count_as_interrupted(pool: Callable
     assert not old & {r.name for r in github.runners.values()} and len(p.names()) == 2
 
 
+def test_a_runner_started_after_the_engine_came_back_is_done_not_interrupted(
+        pool: Callable[..., Pool], engine: FakeEngine, github: FakeGitHub) -> None:
+    """The engine answers before the watcher is back: a runner started then, whose job ends, counts `done`."""
+    p = pool(slots=1)
+    p.full()
+    (old,) = p.names()
+    engine.by_runner(old).created -= 10  # made well before the outage
+    p.mgr._engine_went_away()  # the watcher lost the event stream ...
+    p.mgr._lost_at -= 5  # ... five seconds ago
+    engine.stop(crash=True)
+    with pytest.raises(EngineDown):
+        p.fast()
+    engine.start_engine()
+    p.full()  # the old runner is an outage victim; a new one takes its slot while the stream is still lost
+    (new,) = p.names()
+    assert new != old
+    engine.finish_job(new)  # its job ends, with no event: the watcher is not back yet
+    p.full()
+    assert p.metric("ghr_pool_runner_exits_total", outcome="interrupted") == 1
+    assert p.metric("ghr_pool_runner_exits_total", outcome="done") == 1
+
+
 def test_a_brief_engine_crash_is_caught_by_the_watcher(running: Callable[..., Pool], engine: FakeEngine) -> None:
     """Engine gone and back between two passes, no event: the exits found are `interrupted`, slots refilled."""
     p = running(slots=2, reconcile_interval=600.0)
