@@ -78,7 +78,7 @@ class Emulator:
             return self
         self._server = Server((self.host, self._port), self, build_routes())
         self._stop.clear()
-        serve = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+        serve = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.01},  # stop() waits at most this
                                  name="emulator-http", daemon=True)
         janitor = threading.Thread(target=self._janitor, name="emulator-janitor", daemon=True)
         self._threads = [serve, janitor]

@@ -228,3 +228,12 @@ def run_job(client: docker.DockerClient, spec: PoolSpec, script: str, *, timeout
         return JobResult(code, container.logs().decode(errors="replace"), seconds)
     finally:
         container.remove(force=True, v=True)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that reach the engine (through `docker_client`, directly or by a fixture) are `docker`:
+    `pytest -m "not docker"` stays the fast subset."""
+    here = Path(__file__).parent
+    for item in items:
+        if item.path.parent == here and "docker_client" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.docker)

@@ -27,7 +27,7 @@ AGENTS = "_apis/distributedtask/pools/0/agents"
 
 @pytest.fixture
 def emu() -> Iterator[Emulator]:
-    with Emulator(message_poll_wait=0.3, acquire_timeout=30, reassign_delay=0) as e:
+    with Emulator(message_poll_wait=0.1, acquire_timeout=30, reassign_delay=0) as e:
         yield e
 
 
