@@ -11,7 +11,8 @@ echo "[lint] ruff" >&2
 echo "[lint] mypy" >&2
 .venv/bin/mypy || failed+=(mypy)
 echo "[lint] shellcheck" >&2
-.venv/bin/shellcheck toolchain/*.sh runner-image/*.sh scripts/*.sh tests/conformance/*.sh || failed+=(shellcheck)
+.venv/bin/shellcheck toolchain/*.sh runner-image/*.sh runner-image/cache/*.sh \
+  runner-image/apt-cache/usr/local/bin/ghr-apt-proxy scripts/*.sh tests/conformance/*.sh || failed+=(shellcheck)
 if [ ${#failed[@]} -gt 0 ]; then
   echo "[lint] FAILED: ${failed[*]} reported findings (see above)" >&2
   exit 1
