@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 
-from github_client import GitHubClient, RateLimited
+from github_client import GitHubClient, RateLimited, RequestEvent
 
 from ._log import event
 from .metrics import Metrics
@@ -82,7 +82,7 @@ class Recovery:
         self._next = at if at < self._until else None  # the backoff ends first: the pass itself is the probe
 
 
-def light_github_probe(github: GitHubClient, runner_name: str, on_request: Callable[[object], None] | None = None,
+def light_github_probe(github: GitHubClient, runner_name: str, on_request: Callable[[RequestEvent], None] | None = None,
                        timeout: float = 5.0) -> Callable[[], object]:
     """One GET of the scope's runners filtered by `runner_name` (a name never used): no retries, bounded.
 

@@ -20,9 +20,13 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from github_client import SCALESET_KIND_PREFIX, RequestEvent
+
 __all__ = ["Health", "Metrics", "ScaleSetMetrics", "serve", "status_class"]
 
 SLOW_CALL = 2.0  # seconds: an API answer slower than this makes the manager `degraded`
+# Calls the service holds open until it has something to say (the scale-set message queue, ~50 s).
+LONG_POLL_KINDS = frozenset({f"{SCALESET_KIND_PREFIX}get_message"})
 FAULTS = ("secondary", "primary", "5xx", "connection")
 
 
@@ -78,23 +82,20 @@ class Metrics:
         self._trouble_at: float | None = None  # last API answer that was slow, retried or a fault
         self._trouble: str | None = None
 
-    def observe_request(self, ev: Any) -> None:
+    def observe_request(self, ev: RequestEvent) -> None:
         """The GitHub client's `on_request` hook: one call per HTTP attempt (github_client.RequestEvent)."""
-        kind = str(getattr(ev, "kind", "") or "other")
-        status = getattr(ev, "status", None)
-        fault = getattr(ev, "fault", None)
-        if fault is None and status is None:
+        kind = ev.kind or "other"
+        fault = ev.fault
+        if fault is None and ev.status is None:
             fault = "connection"
-        retry = getattr(ev, "retry", None)
-        if retry is None:
-            retry = int(getattr(ev, "attempt", 1) or 1) > 1
-        duration = float(getattr(ev, "duration", 0.0) or 0.0)
-        self.api_calls.labels(kind=kind, status=status_class(status), fault=fault or "none").inc()
-        if retry:
+        self.api_calls.labels(kind=kind, status=status_class(ev.status), fault=fault or "none").inc()
+        if ev.retry:
             self.api_retries.labels(kind=kind).inc()
-        self.api_duration.observe(duration)
-        why = (f"{fault} answer to {kind}" if fault else f"{kind} retried" if retry
-               else f"{kind} took {duration:.1f} s" if duration >= SLOW_CALL else None)
+        self.api_duration.observe(ev.duration)
+        # A long poll is held open by the service on purpose: its length says nothing about GitHub's health.
+        slow = ev.duration >= SLOW_CALL and kind not in LONG_POLL_KINDS
+        why = (f"{fault} answer to {kind}" if fault else f"{kind} retried" if ev.retry
+               else f"{kind} took {ev.duration:.1f} s" if slow else None)
         if why is not None:
             with self._trouble_lock:
                 self._trouble_at, self._trouble = time.time(), why

@@ -496,6 +496,16 @@ def test_health_is_degraded_after_slow_or_faulty_answers(pool: Callable[..., Poo
     assert health["state"] == "degraded" and health["ok"] and health["degraded_reason"] == expected
 
 
+def test_a_held_long_poll_is_not_a_slow_answer(pool: Callable[..., Pool]) -> None:
+    """The scale-set message queue holds its GET ~50 s on purpose: that is `ok`, not `degraded`."""
+    p = pool(slots=1)
+    p.full()
+    p.mgr.metrics.observe_request(_event(kind="scaleset_get_message", status=202, duration=50.0))
+    p.full()
+    p.mgr._succeeded()
+    assert p.health()["state"] == "ok"
+
+
 @pytest.mark.parametrize("side", ["github", "docker"])
 def test_health_names_the_outage_and_since_when(pool: Callable[..., Pool], github: FakeGitHub,
                                                engine: FakeEngine, side: str) -> None:
