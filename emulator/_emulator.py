@@ -277,11 +277,3 @@ class Emulator:
         with self._faults_lock:
             return self._faults.decide(endpoint)
 
-    def take_fault(self, name: str) -> bool:
-        """Consume one unit of a counted fault (errors, secondary, drop); True when it fires."""
-        with self._faults_lock:
-            left = getattr(self._faults, name)
-            if left > 0:
-                setattr(self._faults, name, left - 1)
-                return True
-            return False
