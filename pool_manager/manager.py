@@ -94,8 +94,8 @@ class PoolManager:
         self._outage_lock = threading.Lock()
         self._engine_lost = False  # True from a lost event stream until it is back (see `_boxes`)
         self._outage_exits: set[str] = set()  # containers that ended unseen while the stream was lost
-        # When the stream was last lost: only containers created by then can have been ended by that outage.
-        self._lost_at = float("inf")
+        # Made while the stream was lost, on the engine that came back: never victims of that outage.
+        self._born_in_outage: set[str] = set()
         self.drain_poll = 2.0  # seconds between drain passes while busy runners finish
         self._rng = rng
         self._backoff = Backoff(spec.backoff_initial, spec.backoff_max, rng)
@@ -137,9 +137,15 @@ class PoolManager:
         """The event stream broke: deaths may go unseen until it is back; look at the engine now."""
         with self._outage_lock:
             if not self._engine_lost:
-                self._lost_at = time.time()
+                self._born_in_outage.clear()  # every container that exists now may be this outage's victim
             self._engine_lost = True
         self.wake()
+
+    def _made(self, container_id: str) -> None:
+        """A runner container was just created (see `_born_in_outage`)."""
+        with self._outage_lock:
+            if self._engine_lost:
+                self._born_in_outage.add(container_id)
 
     def _engine_back(self, ended_unseen: set[str]) -> None:
         """The event stream is back; `ended_unseen` ended while it was lost."""
@@ -176,10 +182,10 @@ class PoolManager:
             if self._engine_lost:
                 self._outage_exits.update(b.id for b in boxes if b.state in ("exited", "dead") and b.id not in died)
             self._outage_exits &= listed
-            # A runner started after the loss (the engine answered again before the watcher did) that
-            # has already exited finished its job: it is not a victim of the outage. `Created` has
-            # whole seconds, so one created in the very second of the loss still counts as a victim.
-            unseen = {b.id for b in boxes if b.id in self._outage_exits and b.created <= self._lost_at}
+            self._born_in_outage &= listed
+            # A runner made after the loss (the engine answered again before the watcher did) that has
+            # already exited finished its job: not a victim. Known by id: `Created` has whole seconds only.
+            unseen = self._outage_exits - self._born_in_outage
         out = []
         for b in boxes:
             if b.id in died and b.live:
@@ -466,6 +472,7 @@ class PoolManager:
             kwargs = C.create_kwargs(self.spec, slot=slot, runner_name=name, runner_id=runner_id)
             container = dc.containers.create(**kwargs)
             container_id = container.id
+            self._made(container_id or "")
             self._put_config(container, encoded_jit_config)
             container.start()
         except Exception as exc:
@@ -520,6 +527,7 @@ class PoolManager:
                                           self.spec, sidecar_id=sidecar_id, volumes=volumes, limits=self._limits)
             container = dc.containers.create(**kwargs)
             container_id = container.id
+            self._made(container_id or "")
             self._put_config(container, encoded_jit_config)
             waited = self._wait_engine(dc, sidecar_id, name)
             container.start()
