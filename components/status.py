@@ -79,6 +79,8 @@ def collect(outputs: Mapping[str, Any], fleet: FleetConfig, *, client: Any = Non
                 manager["state"] = _manager_state(fleet, host, manager.get("name") or f"ghr-{fleet.stack}-{pool.name}-manager")
             rows.append({
                 "pool": pool.name, "host": host, "slots": pool.slots, "deployed": bool(out),
+                # A scale-set pool has no fixed size: its range, as `min..max`.
+                "size": f"{pool.min_runners or 0}..{pool.max_runners}" if pool.scale_set else str(pool.slots),
                 "manager": manager,
                 "online": sum(r.status == "online" for r in mine),
                 "busy": sum(r.status == "online" and r.busy for r in mine),
@@ -157,10 +159,10 @@ def render(status: Mapping[str, Any]) -> str:
     lines = [f"stack {status['stack']}  scope {status['scope']}"]
     if status.get("github_error"):
         lines.append(f"  GitHub: {status['github_error']}")
-    head = ("POOL", "HOST", "SLOTS", "MANAGER", "ONLINE", "BUSY", "IDLE", "OFFLINE")
+    head = ("POOL", "HOST", "RUNNERS", "MANAGER", "ONLINE", "BUSY", "IDLE", "OFFLINE")
     table = [head]
     for row in status["pools"]:
-        table.append((row["pool"], row["host"], str(row["slots"]), str(row["manager"].get("state", "-")),
+        table.append((row["pool"], row["host"], row.get("size") or str(row["slots"]), str(row["manager"].get("state", "-")),
                       str(row["online"]), str(row["busy"]), str(row["idle"]), str(row["offline"])))
     widths = [max(len(r[i]) for r in table) for i in range(len(head))]
     for r in table:

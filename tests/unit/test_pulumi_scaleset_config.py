@@ -129,3 +129,25 @@ def test_fixed_pool_without_slots_hints_at_scale_sets() -> None:
     del raw["pools"][0]["slots"]
     with pytest.raises(ConfigError, match="scaleSet"):
         parse_config(raw, "dev", ["ghr:github"])
+
+
+def test_status_shows_a_scale_set_pool_as_its_range() -> None:
+    """`make status`: a fixed pool shows its slots, a scale-set pool its min..max, not maxRunners as if fixed."""
+    from types import SimpleNamespace
+
+    from components.status import collect, render
+
+    raw = scale_set_base(minRunners=1, maxRunners=5)
+    raw["pools"].append({**raw["pools"][0], "name": "gpu", "scaling": "fixed", "slots": 2})
+    for key in ("minRunners", "maxRunners"):
+        del raw["pools"][1][key]
+    fleet = parse_config(raw, "dev", ["ghr:github"])
+    busy = SimpleNamespace(name=f"{fleet.pools[0].name_prefix('dev', 'local')}-0-abcdef", status="online", busy=True,
+                           labels=[])
+    status = collect({}, fleet, client=SimpleNamespace(list_runners=lambda: [busy]), docker_states=False)
+    rows = {r["pool"]: r for r in status["pools"]}
+    assert (rows["cpu"]["size"], rows["gpu"]["size"]) == ("1..5", "2")
+    assert (rows["cpu"]["busy"], rows["gpu"]["online"]) == (1, 0)
+    table = render(status).splitlines()
+    assert table[1].split()[:3] == ["POOL", "HOST", "RUNNERS"]
+    assert table[2].split()[:3] == ["cpu", "local", "1..5"] and table[3].split()[:3] == ["gpu", "local", "2"]
