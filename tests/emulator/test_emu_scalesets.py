@@ -537,9 +537,9 @@ class TestFaultsAndRealism:
     def test_busy_and_removal_lag(self, api: Api, emu: Emulator, runner_dir: Path,
                                   runner_env: dict[str, str]) -> None:
         """state_lag: busy/online show late, and a finished ephemeral runner stays listed that long."""
-        emu.set_options(state_lag=1.5)
+        emu.set_options(state_lag=1.0)
         jit = api.jit("/orgs/acme/actions", "lagging", ["self-hosted", "lag"]).json()
-        jid = emu.enqueue_job("acme/widgets", ["lag"], "sleep 2.5")
+        jid = emu.enqueue_job("acme/widgets", ["lag"], "sleep 1.6")
         proc = _start(runner_dir, runner_env, jit["encoded_jit_config"])
         rid = jit["runner"]["id"]
         try:

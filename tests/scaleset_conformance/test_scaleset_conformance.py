@@ -205,7 +205,7 @@ SCENARIOS = [
     Scenario("basic", "three jobs, room for all of them", {"message_poll_wait": 5.0}),
     Scenario("capacity", "X-ScaleSetMaxCapacity 2: never more than 2 jobs assigned at once, all 3 run; deleting a "
              "busy runner's agent is refused (JobStillRunning)",
-             {"message_poll_wait": 1.0}, max_runners=2, script="sleep 3; echo conformance-{i}", check_busy_delete=True),
+             {"message_poll_wait": 1.0}, max_runners=2, script="sleep 2; echo conformance-{i}", check_busy_delete=True),
     Scenario("repo-app", "repository scale set, GitHub App auth (installation token for the registration token)",
              {"message_poll_wait": 5.0}, scope=REPO, app=True),
     Scenario("enterprise-group", "enterprise scale set in a runner group looked up by name takes a linked org's jobs",
