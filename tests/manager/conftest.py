@@ -16,6 +16,7 @@ from typing import Any
 import docker
 import pytest
 
+from tests._support.second_engine import SecondEngine, missing_prerequisites
 from tests.manager.mgr_helpers import BASE_IMAGE, REPO, build_image, ensure_runner_image, make_spec
 
 HOST_CA_DIR = Path("/usr/local/share/ca-certificates")
@@ -136,3 +137,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         fixtures = set(getattr(item, "fixturenames", ()))
         if item.path.parent == here and fixtures & _ENGINE_FIXTURES:
             item.add_marker(pytest.mark.docker)
+
+
+@pytest.fixture
+def restartable_engine(runner_image: str) -> Iterator[SecondEngine]:
+    """A Docker engine of this test's own (tests/_support/second_engine.py), with the runner image: the test
+    may stop and start it without touching the main engine."""
+    problem = missing_prerequisites()
+    if problem:
+        pytest.fail(problem)
+    eng = SecondEngine()
+    try:
+        eng.start()
+        eng.load_image(runner_image)
+        yield eng
+    finally:
+        eng.close()

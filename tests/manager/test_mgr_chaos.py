@@ -5,36 +5,21 @@ an engine restart: no job lost or run twice, and nothing of the pool left once i
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests._support.second_engine import SecondEngine, missing_prerequisites
+from tests._support.second_engine import SecondEngine
 from tests.manager.chaos_drill import FAULTS, Drill, schedule
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 
-@pytest.fixture
-def engine(runner_image: str) -> Iterator[SecondEngine]:
-    problem = missing_prerequisites()
-    if problem:
-        pytest.fail(problem)
-    eng = SecondEngine()
-    try:
-        eng.start()
-        eng.load_image(runner_image)
-        yield eng
-    finally:
-        eng.close()
-
-
-def test_chaos_drill_loses_no_job_runs_none_twice_and_leaves_nothing(engine: SecondEngine, runner_image: str,
-                                                                     tmp_path: Path) -> None:
+def test_chaos_drill_loses_no_job_runs_none_twice_and_leaves_nothing(restartable_engine: SecondEngine,
+                                                                     runner_image: str, tmp_path: Path) -> None:
     """Every fault kind once, in a seeded order, 16 jobs on 3 slots."""
     faults = schedule(FAULTS, len(FAULTS), seed=7)
-    with Drill(engine, runner_image, tmp_path, slots=3, seed=7) as drill:
+    with Drill(restartable_engine, runner_image, tmp_path, slots=3, seed=7) as drill:
         report = drill.run(16, faults)
     assert report.faults == {kind: 1 for kind in FAULTS}, report.summary()
     assert report.clean, f"{report.summary()}\nlost={report.lost} ran_twice={report.ran_twice} " \

@@ -16,24 +16,11 @@ from typing import Any
 import pytest
 
 from tests._support.polling import wait_for
-from tests._support.second_engine import SecondEngine, missing_prerequisites
+from tests._support.second_engine import SecondEngine
 from tests.manager.mgr_helpers import ProcessManager, online_idle, pool_runners
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
-
-@pytest.fixture
-def engine(runner_image: str):
-    problem = missing_prerequisites()
-    if problem:
-        pytest.fail(problem)
-    eng = SecondEngine()
-    try:
-        eng.start()
-        eng.load_image(runner_image)
-        yield eng
-    finally:
-        eng.close()
 
 
 def _pool_containers(engine: SecondEngine, spec: dict[str, Any]) -> set[str]:
@@ -47,9 +34,10 @@ def _exits(metrics_text: str) -> dict[str, float]:
 
 
 def test_engine_restart_leaves_no_dead_registration_and_loses_no_job(
-    engine: SecondEngine, new_spec: Any, emulator: Any, tmp_path: Path
+    restartable_engine: SecondEngine, new_spec: Any, emulator: Any, tmp_path: Path
 ) -> None:
     """Stop and start the engine: old registrations go, slots refill, the queued job runs."""
+    engine = restartable_engine
     spec = new_spec(slots=2)
     manager = ProcessManager(spec, tmp_path, emulator.admin_token)
     manager.env["DOCKER_HOST"] = engine.unix_url
