@@ -76,7 +76,8 @@ def collect(outputs: Mapping[str, Any], fleet: FleetConfig, *, client: Any = Non
             mine = [r for r in runners if pattern.match(r.name)]
             manager = dict(out.get("manager_container") or {})
             if docker_states:
-                manager["state"] = _manager_state(fleet, host, manager.get("name") or f"ghr-{fleet.stack}-{pool.name}-manager")
+                manager["state"], manager["problem"] = _manager_state(
+                    fleet, host, manager.get("name") or f"ghr-{fleet.stack}-{pool.name}-manager")
             rows.append({
                 "pool": pool.name, "host": host, "slots": pool.slots, "deployed": bool(out),
                 # A scale-set pool has no fixed size: its range, as `min..max`.
@@ -140,7 +141,9 @@ def _size(n: Any) -> str:
     return str(n)
 
 
-def _manager_state(fleet: FleetConfig, host_name: str, container: str) -> str:
+def _manager_state(fleet: FleetConfig, host_name: str, container: str) -> tuple[str, str | None]:
+    """The manager container's state and, unless it is running, the last error it logged (the reason it
+    stopped or restarts: a credentials file a reboot took, an engine it cannot reach)."""
     import docker.errors
 
     from .docker import docker_client
@@ -148,11 +151,22 @@ def _manager_state(fleet: FleetConfig, host_name: str, container: str) -> str:
     h = fleet.host(host_name)
     try:
         with docker_client(h.url, list(h.ssh_options) or None, h.tls, timeout=10) as dc:
-            return str(dc.containers.get(container).status)
+            c = dc.containers.get(container)
+            if c.status == "running":
+                return "running", None
+            return str(c.status), last_error(c.logs(tail=50).decode(errors="replace"))
     except docker.errors.NotFound:
-        return "absent"
+        return "absent", None
     except Exception as exc:  # noqa: BLE001
-        return f"unreachable ({type(exc).__name__})"
+        return f"unreachable ({type(exc).__name__})", None
+
+
+def last_error(log: str) -> str | None:
+    """The last `level=error` or `level=critical` line of a manager's log, without its timestamp."""
+    for line in reversed(log.splitlines()):
+        if " level=error " in line or " level=critical " in line:
+            return line.split(" ", 1)[1] if line.startswith("ts=") else line
+    return None
 
 
 def render(status: Mapping[str, Any]) -> str:
@@ -167,6 +181,10 @@ def render(status: Mapping[str, Any]) -> str:
     widths = [max(len(r[i]) for r in table) for i in range(len(head))]
     for r in table:
         lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip())
+    for row in status["pools"]:
+        if row["manager"].get("problem"):
+            lines.append(f"  manager of {row['pool']}@{row['host']} is {row['manager']['state']}: "
+                         f"{row['manager']['problem']}")
     for row in status["pools"]:
         if row["runners"]:
             lines.append(f"\n{row['pool']}@{row['host']} runners:")

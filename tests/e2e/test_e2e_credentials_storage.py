@@ -13,6 +13,7 @@ import json
 import shutil
 import stat
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -215,6 +216,16 @@ def test_3_a_lost_file_is_found_by_refresh_and_delivered_by_up(stack: Any, emula
     before.restart(timeout=30)
     wait_for(lambda: "credentials_refused" in before.logs().decode(errors="replace"), 60, "the manager to refuse")
     assert CREDENTIALS_PATH in before.logs().decode(errors="replace")
+
+    def status_names_it() -> str:  # the container is `restarting` between its attempts, briefly `running`
+        res = subprocess.run([sys.executable, "-m", "components.status", "--stack", stack.stack, "--cwd", str(stack.dir)],
+                             env=stack.env, capture_output=True, text=True, timeout=120)
+        return res.stdout if "credentials_refused" in res.stdout else ""
+
+    # `make status` says why the manager is down, and the fix.
+    text = wait_for(status_names_it, 90, "make status to name the refused credentials file", interval=1.0)
+    assert "manager of cpu@local is restarting" in text and "pulumi up --refresh" in text, text
+    assert not any(t in text for t in tokens.values())
     # The fix the README gives: one `up --refresh` (read finds the file missing, the diff replaces the manager).
     out = stack.run("up", "--yes", "--skip-preview", "--refresh").stdout
     assert "replaced" in out, out
