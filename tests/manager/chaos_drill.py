@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import docker
+
 from emulator import Emulator
 from tests._support.polling import wait_for
 from tests._support.second_engine import SecondEngine
@@ -143,7 +145,10 @@ class Drill:
                 for c in self._pool_containers():
                     if (c.get("Labels") or {}).get("ghr.runner-name") == victim and c.get("State") == "running":
                         self.killed_runners.add(victim)
-                        self.engine.client(timeout=30).api.kill(c["Id"])
+                        try:
+                            self.engine.client(timeout=30).api.kill(c["Id"])
+                        except docker.errors.APIError:
+                            pass  # it ended between the list and the kill: its job is done, nothing to explain
         elif kind == "kill_manager":
             self.manager.kill9()
             self.start_manager()
