@@ -11,42 +11,18 @@ import pytest
 
 from components import Fleet, parse_config
 from tests.cache.test_cache_config import BASE
-
-
-class _Mocks(pulumi.runtime.Mocks):
-    def __init__(self) -> None:
-        self.resources: list[pulumi.runtime.MockResourceArgs] = []
-
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
-        self.resources.append(args)
-        outs = dict(args.inputs)
-        if args.typ.endswith("docker:Image"):
-            outs["image_id"] = f"sha256:{args.name}"
-        elif args.typ.endswith("docker:Container"):
-            outs.update(container_id=f"cid-{args.name}", state="running")
-        elif args.typ.endswith("RunnerPoolReady"):
-            n = int(args.inputs.get("slots") or 0)
-            outs.update(total=n, online=n, busy=0, idle=n, offline=0, stale=[], ready=True, wait_seconds=1.0)
-        elif args.typ.endswith("RunnerRegistration"):
-            outs.update(runner_group_id=1)
-        return f"{args.name}-id", outs
-
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
-        return {}, None
-
-    def named(self, suffix: str) -> dict[str, dict[str, Any]]:
-        return {r.name: r.inputs for r in self.resources if r.typ.endswith(suffix)}
+from tests.unit.unit_helpers import FleetMocks
 
 
 @pytest.fixture
-def mocks() -> _Mocks:
-    m = _Mocks()
+def mocks() -> FleetMocks:
+    m = FleetMocks()
     pulumi.runtime.set_mocks(m, project="ghr", stack="unit", preview=False)
     return m
 
 
 @pulumi.runtime.test  # type: ignore[misc]
-def test_each_host_gets_its_own_cache(mocks: _Mocks) -> Any:
+def test_each_host_gets_its_own_cache(mocks: FleetMocks) -> Any:
     """Host a: apt only (network, stats + apt volumes, apt and metrics containers); host b adds the registry."""
     raw = copy.deepcopy(BASE)
     fleet = Fleet("fleet", {"config": parse_config(raw, "unit", ["ghr:github"])})
@@ -80,7 +56,7 @@ def test_each_host_gets_its_own_cache(mocks: _Mocks) -> Any:
 
 
 @pulumi.runtime.test  # type: ignore[misc]
-def test_keep_volumes_false_is_recorded(mocks: _Mocks) -> Any:
+def test_keep_volumes_false_is_recorded(mocks: FleetMocks) -> Any:
     """keepVolumes: false reaches every cache volume (delete removes them), tool cache included."""
     raw = copy.deepcopy(BASE)
     raw["hosts"][0]["cache"] = {"keepVolumes": False, "toolCache": True}

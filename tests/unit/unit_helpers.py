@@ -85,6 +85,10 @@ class FleetMocks(pulumi.runtime.Mocks):
     def of_type(self, suffix: str) -> list[pulumi.runtime.MockResourceArgs]:
         return [r for r in self.resources if r.typ.endswith(suffix)]
 
+    def named(self, suffix: str) -> dict[str, dict[str, Any]]:
+        """Inputs of the resources of that type, by resource name."""
+        return {r.name: r.inputs for r in self.of_type(suffix)}
+
 
 SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 
