@@ -54,6 +54,15 @@ class Pool:
     def fast(self) -> None:
         self.mgr.pass_once(full=False)
 
+    def engine_crash(self) -> None:
+        """The watcher loses the event stream, the engine dies without a word (a pass fails) and comes back;
+        the watcher is not back yet. The next pass finds what the outage left."""
+        self.mgr._engine_went_away()
+        self.engine.stop(crash=True)
+        with pytest.raises(EngineDown):
+            self.fast()
+        self.engine.start_engine()
+
     def respec(self, **changes: Any) -> None:
         self.source = spec_data(**{**self.source, **changes})
         assert self.mgr.reload()
@@ -379,11 +388,7 @@ def test_exits_unseen_during_an_engine_crash_count_as_interrupted(pool: Callable
     p = pool(slots=2)
     p.full()
     old = set(p.names())
-    p.mgr._engine_went_away()  # the watcher lost the event stream
-    engine.stop(crash=True)
-    with pytest.raises(EngineDown):
-        p.fast()
-    engine.start_engine()
+    p.engine_crash()
     p.full()  # the engine answers before the watcher is back: the exits are still unexplained
     assert p.metric("ghr_pool_runner_exits_total", outcome="interrupted") == 2
     assert p.metric("ghr_pool_runner_exits_total", outcome="done") == 0
@@ -396,12 +401,9 @@ def test_a_runner_started_after_the_engine_came_back_is_done_not_interrupted(
     p = pool(slots=1)
     p.full()
     (old,) = p.names()
-    p.mgr._engine_went_away()  # the watcher lost the event stream; all of this happens within one second of
-    # `Created` (whole seconds), as when the engine restarts fast: only container ids tell old from new
-    engine.stop(crash=True)
-    with pytest.raises(EngineDown):
-        p.fast()
-    engine.start_engine()
+    # All of this happens within one second of `Created` (whole seconds), as when the engine restarts fast:
+    # only container ids tell old from new.
+    p.engine_crash()
     p.full()  # the old runner is an outage victim; a new one takes its slot while the stream is still lost
     (new,) = p.names()
     assert new != old

@@ -12,7 +12,7 @@ import pytest
 
 from pool_manager import _dind as D
 from pool_manager._drain import drain
-from tests.manager.fakes import EngineDown, FakeEngine, FakeGitHub
+from tests.manager.fakes import FakeEngine, FakeGitHub
 from tests.manager.test_mgr_decisions import Pool
 
 DIND = {"docker": "dind", "dind": {"image": "dind:1", "security": "caps",
@@ -247,11 +247,7 @@ def test_an_engine_restart_replaces_whole_pairs(pool: Callable[..., Pool], engin
     p = pool(slots=2)
     p.full()
     old = set(p.names())
-    p.mgr._engine_went_away()  # the watcher lost the event stream
-    engine.stop(crash=True)
-    with pytest.raises(EngineDown):
-        p.fast()
-    engine.start_engine()
+    p.engine_crash()
     p.full()
     assert not set(p.names()) & old and len(p.names()) == 2
     assert len(sidecars(engine)) == 2 and all(s.state == "running" for s in sidecars(engine))
