@@ -27,7 +27,7 @@ from components.config import CacheNames, HostCacheConfig
 from components.docker import DockerContainerProvider
 from pool_manager import _containers as C
 from pool_manager.spec import PoolSpec, load_spec
-from tests.manager.mgr_helpers import BASE_IMAGE, ensure_built, ensure_runner_image
+from tests.manager.mgr_helpers import BASE_IMAGE, ensure_built, ensure_runner_image, local_engine
 
 REPO = Path(__file__).resolve().parents[2]
 HOST: dict[str, Any] = {"docker_host": "unix:///var/run/docker.sock", "ssh_options": [], "tls": None}
@@ -142,13 +142,10 @@ class CacheUnderTest:
 
 @pytest.fixture(scope="session")
 def docker_client() -> docker.DockerClient:
-    client = docker.from_env(timeout=300)
     try:
-        client.ping()
-        client.images.get(BASE_IMAGE)
-    except Exception as exc:  # noqa: BLE001
-        pytest.fail(f"Docker engine or {BASE_IMAGE} missing ({exc}): run make setup")
-    return client
+        return local_engine(timeout=300)
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="session")

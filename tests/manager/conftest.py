@@ -17,7 +17,7 @@ import docker
 import pytest
 
 from tests._support.second_engine import SecondEngine, missing_prerequisites
-from tests.manager.mgr_helpers import BASE_IMAGE, REPO, build_image, ensure_runner_image, make_spec
+from tests.manager.mgr_helpers import BASE_IMAGE, REPO, build_image, ensure_runner_image, local_engine, make_spec
 
 HOST_CA_DIR = Path("/usr/local/share/ca-certificates")
 
@@ -31,15 +31,10 @@ def _build(client: docker.DockerClient, tag: str, **kwargs: Any) -> None:
 
 @pytest.fixture(scope="session")
 def docker_client() -> docker.DockerClient:
-    client = docker.from_env(timeout=120)
     try:
-        client.ping()
-        client.images.get(BASE_IMAGE)
-    except docker.errors.ImageNotFound:
-        pytest.fail(f"base image {BASE_IMAGE} missing: run toolchain/base-image.sh (make setup)")
-    except Exception as exc:
-        pytest.fail(f"Docker engine unreachable ({exc}): run toolchain/docker.sh (make setup)")
-    return client
+        return local_engine(timeout=120)
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="session")

@@ -181,6 +181,19 @@ class ProcessManager:
         return self.proc.wait(timeout)
 
 
+def local_engine(timeout: float) -> docker.DockerClient:
+    """The local Docker engine, checked to answer and to hold the base image; RuntimeError naming the fix."""
+    client = docker.from_env(timeout=timeout)
+    try:
+        client.ping()
+        client.images.get(BASE_IMAGE)
+    except docker.errors.ImageNotFound:
+        raise RuntimeError(f"base image {BASE_IMAGE} missing: run toolchain/base-image.sh (make setup)") from None
+    except Exception as exc:
+        raise RuntimeError(f"Docker engine unreachable ({exc}): run toolchain/docker.sh (make setup)") from None
+    return client
+
+
 def build_image(client: docker.DockerClient, tag: str, **kwargs: Any) -> None:
     """`docker build` on the host network (so apt and pip reach the mirrors); RuntimeError with the log tail."""
     try:
