@@ -163,8 +163,7 @@ class Drill:
         elif kind == "engine_restart":
             # Every runner dies with the engine: the jobs they had fail, as on GitHub.
             self.killed_runners |= {(c.get("Labels") or {}).get("ghr.runner-name", "") for c in self._pool_containers()}
-            self.engine.stop()
-            self.engine.start()
+            self.engine.restart()
         else:
             raise ValueError(f"unknown fault {kind!r} (known: {', '.join(FAULTS)})")
         self.faults[kind] += 1
