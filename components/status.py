@@ -154,14 +154,14 @@ def _manager_state(fleet: FleetConfig, host_name: str, container: str) -> tuple[
             c = dc.containers.get(container)
             if c.status == "running":
                 return "running", None
-            return str(c.status), last_error(c.logs(tail=50).decode(errors="replace"))
+            return str(c.status), _last_error(c.logs(tail=50).decode(errors="replace"))
     except docker.errors.NotFound:
         return "absent", None
     except Exception as exc:  # noqa: BLE001
         return f"unreachable ({type(exc).__name__})", None
 
 
-def last_error(log: str) -> str | None:
+def _last_error(log: str) -> str | None:
     """The last `level=error` or `level=critical` line of a manager's log, without its timestamp."""
     for line in reversed(log.splitlines()):
         if " level=error " in line or " level=critical " in line:
@@ -173,14 +173,11 @@ def render(status: Mapping[str, Any]) -> str:
     lines = [f"stack {status['stack']}  scope {status['scope']}"]
     if status.get("github_error"):
         lines.append(f"  GitHub: {status['github_error']}")
-    head = ("POOL", "HOST", "RUNNERS", "MANAGER", "ONLINE", "BUSY", "IDLE", "OFFLINE")
-    table = [head]
+    table = [("POOL", "HOST", "RUNNERS", "MANAGER", "ONLINE", "BUSY", "IDLE", "OFFLINE")]
     for row in status["pools"]:
-        table.append((row["pool"], row["host"], row.get("size") or str(row["slots"]), str(row["manager"].get("state", "-")),
+        table.append((row["pool"], row["host"], row["size"], str(row["manager"].get("state", "-")),
                       str(row["online"]), str(row["busy"]), str(row["idle"]), str(row["offline"])))
-    widths = [max(len(r[i]) for r in table) for i in range(len(head))]
-    for r in table:
-        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip())
+    lines += _columns(table)
     for row in status["pools"]:
         if row["manager"].get("problem"):
             lines.append(f"  manager of {row['pool']}@{row['host']} is {row['manager']['state']}: "
@@ -193,8 +190,7 @@ def render(status: Mapping[str, Any]) -> str:
                 lines.append(f"  {r['name']:<36} {r['status']:<8} {state if r['status'] == 'online' else '-'}")
     if status.get("caches"):
         lines.append("")
-        cache_head = ("CACHE", "HOST", "CONTAINER", "HEALTH", "HITS", "MISSES", "SERVED", "UPSTREAM", "DISK/MAX")
-        cache_table: list[tuple[str, ...]] = [cache_head]
+        cache_table = [("CACHE", "HOST", "CONTAINER", "HEALTH", "HITS", "MISSES", "SERVED", "UPSTREAM", "DISK/MAX")]
         for host in status["caches"]:
             if host.get("error"):
                 lines.append(f"  caches on {host['host']}: {host['error']}")
@@ -205,10 +201,14 @@ def render(status: Mapping[str, Any]) -> str:
                 cache_table.append((kind, host["host"], state, str(row.get("state", "-")), str(row.get("hit", "-")),
                                     str(row.get("miss", "-")), _size(row.get("served")), _size(row.get("upstream")),
                                     f"{_size(row.get('disk_bytes'))}/{_size(row.get('max_bytes'))}"))
-        cache_widths = [max(len(r[i]) for r in cache_table) for i in range(len(cache_head))]
-        for cache_row in cache_table:
-            lines.append("  ".join(c.ljust(w) for c, w in zip(cache_row, cache_widths, strict=False)).rstrip())
+        lines += _columns(cache_table)
     return "\n".join(lines)
+
+
+def _columns(table: Sequence[Sequence[str]]) -> list[str]:
+    """Rows (the first is the head) as lines of left-aligned columns, two spaces apart."""
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() for r in table]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
