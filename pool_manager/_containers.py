@@ -181,30 +181,27 @@ def create_kwargs(spec: PoolSpec, *, slot: int, runner_name: str, runner_id: int
     return kwargs
 
 
-def jit_archive(encoded_jit_config: str) -> bytes:
-    """A tar holding `jitconfig` (mode 0400, owned by the runner user), for `put_archive(JIT_DIR, ...)`."""
-    data = encoded_jit_config.encode()
+def _one_file_tar(name: str, data: bytes, mode: int, *, owner: tuple[int, int, str] | None = None) -> bytes:
+    """A tar holding one file, for `put_archive`; `owner` is (uid, gid, name) of both user and group."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        info = tarfile.TarInfo(JIT_FILE)
+        info = tarfile.TarInfo(name)
         info.size = len(data)
-        info.mode = 0o400
-        info.uid, info.gid = RUNNER_UID, RUNNER_GID
-        info.uname = info.gname = "runner"
+        info.mode = mode
+        if owner is not None:
+            info.uid, info.gid = owner[0], owner[1]
+            info.uname = info.gname = owner[2]
         info.mtime = int(time.time())
         tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
+
+
+def jit_archive(encoded_jit_config: str) -> bytes:
+    """A tar holding `jitconfig` (mode 0400, owned by the runner user), for `put_archive(JIT_DIR, ...)`."""
+    return _one_file_tar(JIT_FILE, encoded_jit_config.encode(), 0o400, owner=(RUNNER_UID, RUNNER_GID, "runner"))
 
 
 def apt_proxy_archive(url: str) -> bytes:
     """A tar holding `proxy` (the host apt cache's URL, mode 0644: apt's hook runs as `_apt`), for
     `put_archive(APT_PROXY_DIR, ...)` before a runner of a pool with `cache.apt_proxy` starts."""
-    data = (url + "\n").encode()
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        info = tarfile.TarInfo("proxy")
-        info.size = len(data)
-        info.mode = 0o644
-        info.mtime = int(time.time())
-        tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
+    return _one_file_tar("proxy", (url + "\n").encode(), 0o644)
